@@ -1,0 +1,162 @@
+//! Scan: turn a folder-per-class tree (or the tutorial's list files, see [`lists`]) into labelled
+//! samples, in a deterministic order, before anything is decoded.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub mod lists;
+
+/// File extensions qcyn reads as images (lower case).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"];
+
+/// One labelled image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The image file.
+    pub path: PathBuf,
+    /// Index into [`Dataset::classes`].
+    pub class: usize,
+}
+
+/// A file that was passed over, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was skipped, for people.
+    pub reason: String,
+}
+
+/// Labelled images with their class names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Dataset {
+    /// Where the paths are relative to (the scanned folder or the list files' base).
+    pub root: PathBuf,
+    /// Class names, indexed by [`Sample::class`].
+    pub classes: Vec<String>,
+    /// Samples in deterministic order (class, then file name).
+    pub samples: Vec<Sample>,
+    /// Files seen but not usable (not an image, unreadable name, …).
+    pub skipped: Vec<Skipped>,
+}
+
+impl Dataset {
+    /// Number of samples per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for s in &self.samples {
+            counts[s.class] += 1;
+        }
+        counts
+    }
+}
+
+/// Whether a path has an image extension qcyn reads.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Scans `root/<class>/<image>`: class names are folder names, sorted; images are sorted by name.
+///
+/// Files without an image extension and hidden files are listed in [`Dataset::skipped`]; an empty
+/// class folder is an error naming it, and so is a tree with no images at all.
+pub fn scan(root: &Path) -> Result<Dataset> {
+    let meta = std::fs::metadata(root).map_err(|e| Error::io("cannot open dataset folder", root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::bad_file(
+            root,
+            "is not a folder",
+            Some("pass a folder with one sub-folder per class (root/<class>/<image>), or --lists DIR".into()),
+        ));
+    }
+    let mut class_dirs = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in read_dir_sorted(root)? {
+        let name = entry.file_name().unwrap_or_default();
+        let Some(name_str) = name.to_str() else {
+            skipped.push(Skipped { path: entry.clone(), reason: "folder name is not valid UTF-8; rename it".into() });
+            continue;
+        };
+        if name_str.starts_with('.') {
+            continue;
+        }
+        if entry.is_dir() {
+            class_dirs.push((name_str.to_string(), entry));
+        } else if has_image_extension(&entry) {
+            skipped.push(Skipped {
+                path: entry.clone(),
+                reason: "image directly in the dataset folder has no class; move it into a class sub-folder".into(),
+            });
+        }
+    }
+    let mut dataset = Dataset { root: root.to_path_buf(), ..Default::default() };
+    for (class, dir) in class_dirs {
+        let mut count = 0;
+        for path in walk_files(&dir)? {
+            let file_name = path.file_name().unwrap_or_default();
+            if file_name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.to_str().is_none() {
+                skipped.push(Skipped { path, reason: "file name is not valid UTF-8; rename the file".into() });
+                continue;
+            }
+            if !has_image_extension(&path) {
+                skipped.push(Skipped {
+                    path,
+                    reason: format!("not an image file (extensions read: {})", IMAGE_EXTENSIONS.join(", ")),
+                });
+                continue;
+            }
+            dataset.samples.push(Sample { path, class: dataset.classes.len() });
+            count += 1;
+        }
+        if count == 0 {
+            skipped.push(Skipped { path: dir.clone(), reason: "class folder holds no images; the class is left out".into() });
+            continue;
+        }
+        dataset.classes.push(class);
+    }
+    dataset.skipped = skipped;
+    if dataset.samples.is_empty() {
+        return Err(Error::bad_file(
+            root,
+            "found no images in its sub-folders",
+            Some(format!(
+                "qcyn expects root/<class>/<image> with extensions {}",
+                IMAGE_EXTENSIONS.join(", ")
+            )),
+        ));
+    }
+    Ok(dataset)
+}
+
+/// Files under `dir`, recursively, sorted by path.
+fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for p in read_dir_sorted(&d)? {
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("cannot read folder", dir, e))? {
+        out.push(entry.map_err(|e| Error::io("cannot read folder", dir, e))?.path());
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,365 @@
+//! Extract: scan results → preprocess → backbone → cache, with decoding overlapped with inference.
+//!
+//! Worker threads read, hash and decode images while the calling thread runs the backbone on full
+//! batches; every finished batch is written to the cache at once, so an interrupted run loses at
+//! most the batch in flight. A cached image is never decoded, and when everything is cached the
+//! model is not even loaded.
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use image::RgbImage;
+use ort::environment::Environment;
+use serde::Serialize;
+
+use crate::backbone::{Embedding, SessionOptions, WholeImageBackbone};
+use crate::cache::FeatureCache;
+use crate::dataset::Skipped;
+use crate::error::{Error, Result};
+use crate::models::{Model, ModelKind};
+use crate::preprocess::{ImageProblem, Preprocessor};
+use crate::progress::Reporter;
+
+/// An image made ready for a backbone by a worker thread.
+#[derive(Debug)]
+pub enum Prepared {
+    /// A normalised input tensor (whole-image models).
+    Tensor(Vec<f32>),
+    /// A decoded image (face models detect, align and crop it themselves).
+    Image(Arc<RgbImage>),
+}
+
+/// The worker-thread half of a feature extractor: bytes → [`Prepared`].
+pub trait Prepare: Send + Sync {
+    /// Decodes and prepares one image.
+    fn prepare(&self, bytes: &[u8]) -> Result<Prepared, ImageProblem>;
+}
+
+/// The backbone half of a feature extractor, run on one thread.
+pub trait Run {
+    /// Embeds a batch: one list of embeddings per image (empty when a face model finds no face).
+    fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>>;
+    /// How many images went through the backbone so far.
+    fn images_run(&self) -> u64;
+}
+
+/// What identifies an extractor's features in the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheIdentity {
+    /// Model name.
+    pub model: String,
+    /// sha256 of the model file(s).
+    pub sha256: String,
+    /// Preprocessing id.
+    pub preprocess_id: String,
+}
+
+/// A feature extractor: preparation (shared with worker threads) and a lazily opened backbone.
+pub struct Pipeline {
+    /// The model's manifest.
+    pub model: Model,
+    /// Cache identity of its features.
+    pub identity: CacheIdentity,
+    /// Worker-thread half.
+    pub preparer: Arc<dyn Prepare>,
+    /// Backbone half.
+    pub runner: Box<dyn Run>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// The extractor a manifest describes. No model file is read until the first batch runs.
+    pub fn open(env: &Environment, model: &Model, opts: SessionOptions) -> Result<Pipeline> {
+        match model.manifest.kind {
+            ModelKind::Whole => Ok(whole_image_pipeline(env, model, opts)),
+            ModelKind::Face => crate::face::pipeline(env, model, opts),
+        }
+    }
+
+    /// Prepares and embeds images in memory (no cache), in one batch.
+    pub fn embed(&mut self, bytes: &[&[u8]]) -> Result<Vec<Result<Vec<Embedding>, ImageProblem>>> {
+        let mut out: Vec<Option<Result<Vec<Embedding>, ImageProblem>>> = Vec::with_capacity(bytes.len());
+        let mut batch = Vec::new();
+        let mut slots = Vec::new();
+        for (i, b) in bytes.iter().enumerate() {
+            match self.preparer.prepare(b) {
+                Ok(p) => {
+                    batch.push(p);
+                    slots.push(i);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        if !batch.is_empty() {
+            for (slot, e) in slots.into_iter().zip(self.runner.run(batch)?) {
+                out[slot] = Some(Ok(e));
+            }
+        }
+        Ok(out.into_iter().map(|o| o.expect("every slot filled")).collect())
+    }
+}
+
+struct WholePreparer(Preprocessor);
+
+impl Prepare for WholePreparer {
+    fn prepare(&self, bytes: &[u8]) -> Result<Prepared, ImageProblem> {
+        let mut out = vec![0f32; self.0.tensor_len()];
+        self.0.prepare_bytes(bytes, &mut out)?;
+        Ok(Prepared::Tensor(out))
+    }
+}
+
+struct WholeRunner {
+    env: Environment,
+    model: Model,
+    opts: SessionOptions,
+    backbone: Option<WholeImageBackbone>,
+    images_run: u64,
+    buf: Vec<f32>,
+}
+
+impl Run for WholeRunner {
+    fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>> {
+        if self.backbone.is_none() {
+            self.backbone = Some(WholeImageBackbone::open(&self.env, &self.model, self.opts, true)?);
+        }
+        let backbone = self.backbone.as_mut().expect("opened above");
+        let n = batch.len();
+        self.buf.clear();
+        for p in batch {
+            match p {
+                Prepared::Tensor(t) => self.buf.extend_from_slice(&t),
+                Prepared::Image(_) => unreachable!("whole-image preparer makes tensors"),
+            }
+        }
+        let feats = backbone.run(&self.buf, n)?;
+        self.images_run += n as u64;
+        let dim = backbone.dim();
+        Ok(feats.chunks_exact(dim).map(|c| vec![Embedding { vector: c.to_vec(), face: None }]).collect())
+    }
+
+    fn images_run(&self) -> u64 {
+        self.images_run
+    }
+}
+
+fn whole_image_pipeline(env: &Environment, model: &Model, opts: SessionOptions) -> Pipeline {
+    let pre = Preprocessor::new(model.preprocess(), model.input());
+    Pipeline {
+        identity: CacheIdentity {
+            model: model.manifest.name.clone(),
+            sha256: model.manifest.sha256.clone().unwrap_or_default(),
+            preprocess_id: crate::preprocess::preprocess_id(model.preprocess(), model.input()),
+        },
+        preparer: Arc::new(WholePreparer(pre)),
+        runner: Box::new(WholeRunner {
+            env: env.clone(),
+            model: model.clone(),
+            opts,
+            backbone: None,
+            images_run: 0,
+            buf: Vec::new(),
+        }),
+        model: model.clone(),
+    }
+}
+
+/// How to extract.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractOptions {
+    /// Images per backbone run.
+    pub batch: usize,
+    /// Threads that read and decode images.
+    pub workers: usize,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions { batch: 32, workers: 2 }
+    }
+}
+
+/// The summary of an extraction.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractReport {
+    /// Model name.
+    pub model: String,
+    /// True when the model's weights are random (latency only).
+    pub random_weights: bool,
+    /// Images considered.
+    pub images: usize,
+    /// Images run through the backbone in this run.
+    pub extracted: usize,
+    /// Images found in the cache.
+    pub cached: usize,
+    /// Images that could not be used, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Damaged cache entries found and recomputed.
+    pub corrupt_recomputed: u64,
+    /// Images that went through the backbone (0 when everything was cached).
+    pub backbone_runs: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Images per second over the whole run.
+    pub images_per_s: f64,
+    /// The cache folder used.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Embeddings per input path (`None` for a skipped image) and the summary.
+#[derive(Debug)]
+pub struct Extracted {
+    /// One entry per input path, in order.
+    pub embeddings: Vec<Option<Vec<Embedding>>>,
+    /// The summary.
+    pub report: ExtractReport,
+}
+
+enum Outcome {
+    Done(Vec<Embedding>),
+    Ready(String, Prepared),
+    Failed(String),
+}
+
+/// Embeds `paths` through `cache` (when given), running the backbone only on what is missing.
+pub fn extract(
+    pipeline: &mut Pipeline,
+    cache: Option<&FeatureCache>,
+    paths: &[PathBuf],
+    opts: ExtractOptions,
+    reporter: &dyn Reporter,
+) -> Result<Extracted> {
+    if opts.batch == 0 {
+        return Err(Error::config("--batch must be at least 1", None));
+    }
+    let start = Instant::now();
+    let runs_before = pipeline.runner.images_run();
+    let mut embeddings: Vec<Option<Vec<Embedding>>> = vec![None; paths.len()];
+    let mut skipped = Vec::new();
+    let (mut extracted, mut cached) = (0usize, 0usize);
+    reporter.start("extracting features", Some(paths.len() as u64));
+
+    let next = AtomicUsize::new(0);
+    let workers = opts.workers.max(1).min(paths.len().max(1));
+    let preparer = pipeline.preparer.clone();
+    let result: Result<()> = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<(usize, Outcome)>(opts.batch * 2);
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, preparer) = (&next, &preparer);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= paths.len() {
+                    break;
+                }
+                let outcome = prepare_one(&paths[i], cache, preparer.as_ref());
+                if tx.send((i, outcome)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut batch: Vec<(usize, String, Prepared)> = Vec::with_capacity(opts.batch);
+        let mut flush = |batch: &mut Vec<(usize, String, Prepared)>, embeddings: &mut Vec<Option<Vec<Embedding>>>| {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let items: Vec<(usize, String, Prepared)> = std::mem::take(batch);
+            let (meta, prepared): (Vec<(usize, String)>, Vec<Prepared>) =
+                items.into_iter().map(|(i, k, p)| ((i, k), p)).unzip();
+            let results = pipeline.runner.run(prepared)?;
+            for ((i, key), e) in meta.into_iter().zip(results) {
+                if let Some(cache) = cache {
+                    cache.put(&key, &e)?;
+                }
+                embeddings[i] = Some(e);
+            }
+            Ok::<(), Error>(())
+        };
+        for (i, outcome) in rx {
+            match outcome {
+                Outcome::Done(e) => {
+                    embeddings[i] = Some(e);
+                    cached += 1;
+                    reporter.advance(1);
+                }
+                Outcome::Failed(reason) => {
+                    skipped.push(Skipped { path: paths[i].clone(), reason });
+                    reporter.advance(1);
+                }
+                Outcome::Ready(key, p) => {
+                    batch.push((i, key, p));
+                    if batch.len() == opts.batch {
+                        let n = batch.len();
+                        flush(&mut batch, &mut embeddings)?;
+                        extracted += n;
+                        reporter.advance(n as u64);
+                    }
+                }
+            }
+        }
+        let n = batch.len();
+        flush(&mut batch, &mut embeddings)?;
+        extracted += n;
+        reporter.advance(n as u64);
+        Ok(())
+    });
+    reporter.finish();
+    if let Some(cache) = cache {
+        // Saved even after a failure: what was hashed stays known.
+        cache.save_index()?;
+    }
+    result?;
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let seconds = start.elapsed().as_secs_f64();
+    let report = ExtractReport {
+        model: pipeline.model.manifest.name.clone(),
+        random_weights: pipeline.model.manifest.random_weights,
+        images: paths.len(),
+        extracted,
+        cached,
+        skipped,
+        corrupt_recomputed: cache.map_or(0, |c| c.corrupt_entries()),
+        backbone_runs: pipeline.runner.images_run() - runs_before,
+        seconds,
+        images_per_s: if seconds > 0.0 { paths.len() as f64 / seconds } else { 0.0 },
+        cache_dir: cache.map(|c| c.dir().to_path_buf()),
+    };
+    Ok(Extracted { embeddings, report })
+}
+
+fn prepare_one(path: &std::path::Path, cache: Option<&FeatureCache>, preparer: &dyn Prepare) -> Outcome {
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("cannot read: {e}"));
+    let (key, bytes) = match cache {
+        Some(cache) => match cache.key(path) {
+            Ok(k) => {
+                if let Some(e) = cache.get(&k.key) {
+                    return Outcome::Done(e);
+                }
+                match k.bytes {
+                    Some(b) => (k.key, b),
+                    None => match read(path) {
+                        Ok(b) => (k.key, b),
+                        Err(e) => return Outcome::Failed(e),
+                    },
+                }
+            }
+            Err(e) => return Outcome::Failed(format!("cannot read: {e}")),
+        },
+        None => match read(path) {
+            Ok(b) => (String::new(), b),
+            Err(e) => return Outcome::Failed(e),
+        },
+    };
+    match preparer.prepare(&bytes) {
+        Ok(p) => Outcome::Ready(key, p),
+        Err(problem) => Outcome::Failed(problem.0),
+    }
+}

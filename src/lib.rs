@@ -1,0 +1,36 @@
+//! qcyn: teach a computer your own image categories from a few dozen photos each.
+//!
+//! A pretrained ONNX backbone, run by ONNX Runtime, turns every image into a feature vector once;
+//! the vectors are cached; a softmax head is trained on them in pure Rust. The modules follow the
+//! data, one way:
+//!
+//! ```text
+//! dataset (scan) ─▶ split ─▶ preprocess ─▶ backbone ─▶ cache ─▶ head ─▶ evaluate ─▶ bundle
+//!                                 predict: bundle ─▶ preprocess ─▶ backbone ─▶ head
+//!                                 bench:   preprocess ─▶ backbone
+//! ```
+//!
+//! `extract` drives scan → preprocess → backbone → cache; `fit` adds head → evaluate → bundle.
+//! The library never configures ONNX Runtime's global environment: the binary does, and passes the
+//! [`ort::environment::Environment`] in.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod progress;
+pub mod models;
+pub mod runtime;
+pub mod dataset;
+pub mod split;
+pub mod preprocess;
+pub mod backbone;
+pub mod face;
+pub mod cache;
+pub mod extract;
+pub mod head;
+pub mod evaluate;
+pub mod bundle;
+pub mod predict;
+pub mod bench;
+
+pub use error::{Error, Result};
