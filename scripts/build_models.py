@@ -148,30 +148,32 @@ XC71_BN_EPS = 1e-3
 
 
 def build_xception71_random(manifest: dict, downloads: Path) -> dict[str, bytes]:
+    """Random weights scaled so that activations stay O(1) through all 71 layers (so the graph
+    behaves numerically like a trained one: no overflow, no denormals):
+    - He init, std = sqrt(gain / fan_in), with gain 2 for a conv that follows a ReLU and 1 for a
+      conv that follows a linear op (the input, a depthwise conv without ReLU, a residual sum);
+    - the BatchNorm that ends a residual branch starts with gamma 0.2 (a "small last gamma"
+      init), so sixteen identity blocks in a row do not double the variance each time.
+    BatchNorm is otherwise at its initial state (beta 0, mean 0, var 1, eps 1e-3) and folded."""
     rng = np.random.default_rng(0)
     g = Graph("xception71_random")
     nparams = [0]
 
-    def he(cout, cin_per_group, k):
-        fan_in = cin_per_group * k * k
-        w = rng.standard_normal((cout, cin_per_group, k, k), dtype=np.float32)
-        w *= np.float32(np.sqrt(2.0 / fan_in))
-        return w
-
-    def conv_bn(x, cin, cout, k, stride=1, groups=1, name=""):
-        w = he(cout, cin // groups, k)
-        # BatchNorm at its initial state (gamma 1, beta 0, mean 0, var 1), folded. timm counts
-        # its gamma and beta as parameters, so count them too.
+    def conv_bn(x, cin, cout, k, stride=1, groups=1, gain=2.0, gamma=1.0, name=""):
+        fan_in = (cin // groups) * k * k
+        w = rng.standard_normal((cout, cin // groups, k, k), dtype=np.float32)
+        w *= np.float32(np.sqrt(gain / fan_in))
+        # timm counts BatchNorm's gamma and beta as parameters: count them too
         nparams[0] += w.size + 2 * cout
         ones, zeros = np.ones(cout), np.zeros(cout)
-        wf, bf = fold_bn(w, ones, zeros, zeros, ones, XC71_BN_EPS)
+        wf, bf = fold_bn(w, ones * gamma, zeros, zeros, ones, XC71_BN_EPS)
         return g.conv(x, wf, bf, stride=stride, groups=groups, prefix=name)
 
-    def separable(x, cin, cout, stride, act, name):
-        x = conv_bn(x, cin, cin, 3, stride=stride, groups=cin, name=f"{name}.conv_dw")
+    def separable(x, cin, cout, stride, act, after_relu, last_gamma, name):
+        x = conv_bn(x, cin, cin, 3, stride=stride, groups=cin, gain=2.0 if after_relu else 1.0, name=f"{name}.conv_dw")
         if act:
             x = g.relu(x)
-        x = conv_bn(x, cin, cout, 1, name=f"{name}.conv_pw")
+        x = conv_bn(x, cin, cout, 1, gain=2.0 if act else 1.0, gamma=last_gamma, name=f"{name}.conv_pw")
         if act:
             x = g.relu(x)
         return x
@@ -181,15 +183,19 @@ def build_xception71_random(manifest: dict, downloads: Path) -> dict[str, bytes]
         for j in range(3):
             if start_with_relu:
                 h = g.relu(h)
-            h = separable(h, c, outs[j], stride if j == 2 else 1, act=not start_with_relu, name=f"blocks.{i}.stack.conv{j + 1}")
+            # with start_with_relu, every separable conv follows a ReLU; without, only the 2nd and 3rd
+            after_relu = start_with_relu or j > 0
+            last_gamma = 0.2 if (j == 2 and not no_skip) else 1.0
+            h = separable(h, c, outs[j], stride if j == 2 else 1, act=not start_with_relu, after_relu=after_relu,
+                          last_gamma=last_gamma, name=f"blocks.{i}.stack.conv{j + 1}")
             c = outs[j]
         if no_skip:
             return h
         if outs[-1] != cin or stride != 1:
-            skip = conv_bn(x, cin, outs[-1], 1, stride=stride, name=f"blocks.{i}.shortcut")
+            skip = conv_bn(x, cin, outs[-1], 1, stride=stride, gain=1.0, name=f"blocks.{i}.shortcut")
         return g.op("Add", [h, skip])
 
-    x = g.relu(conv_bn("input", 3, 32, 3, stride=2, name="stem.0"))
+    x = g.relu(conv_bn("input", 3, 32, 3, stride=2, gain=1.0, name="stem.0"))
     x = g.relu(conv_bn(x, 32, 64, 3, name="stem.1"))
     for i, (cin, outs, stride) in enumerate(XC71_BLOCKS):
         x = block(x, i, cin, outs, stride)
@@ -204,7 +210,7 @@ def build_xception71_random(manifest: dict, downloads: Path) -> dict[str, bytes]
     log(f"xception71: {nparams[0] / 1e6:.2f}M parameters (timm counts BN gamma/beta, which are folded here)")
     model = g.model(
         [image_input("input", 299)], [batch_output("features", 2048), batch_output("logits", 1000)],
-        doc="timm xception71 architecture with RANDOM weights (numpy default_rng(0), He init, BatchNorm folded). "
+        doc="timm xception71 architecture with RANDOM weights (numpy default_rng(0), scaled He init, BatchNorm folded). "
         "For latency benchmarks only: its features are meaningless.",
     )
     return {manifest["file"]: serialise(model)}
