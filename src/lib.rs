@@ -14,23 +14,23 @@
 //! The library never configures ONNX Runtime's global environment: the binary does, and passes the
 //! [`ort::environment::Environment`] in.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
-pub mod error;
-pub mod progress;
-pub mod models;
-pub mod runtime;
-pub mod dataset;
-pub mod split;
-pub mod preprocess;
 pub mod backbone;
-pub mod face;
-pub mod cache;
-pub mod extract;
-pub mod head;
-pub mod evaluate;
-pub mod bundle;
-pub mod predict;
 pub mod bench;
+pub mod bundle;
+pub mod cache;
+pub mod dataset;
+pub mod error;
+pub mod evaluate;
+pub mod extract;
+pub mod face;
+pub mod head;
+pub mod models;
+pub mod predict;
+pub mod preprocess;
+pub mod progress;
+pub mod runtime;
+pub mod split;
 
 pub use error::{Error, Result};

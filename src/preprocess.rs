@@ -29,12 +29,20 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ImageProblem> {
     if bytes.is_empty() {
         return Err(ImageProblem("empty file (0 bytes)".into()));
     }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) && !jpeg_has_end_marker(bytes) {
+        // The JPEG decoder fills a cut-off scan with grey and reports success; a half-grey photo
+        // would silently poison the features, so a missing end marker is an error.
+        return Err(ImageProblem(
+            "damaged or truncated image: the JPEG ends before its end marker (FF D9); re-copy or re-download it".into(),
+        ));
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageProblem(format!("cannot read: {e}")))?;
     if reader.format().is_none() {
         return Err(ImageProblem(
-            "not a recognised image format (the content is not JPEG, PNG, GIF, BMP, WebP or TIFF)".into(),
+            "not a recognised image format (the content is not JPEG, PNG, GIF, BMP, WebP or TIFF)"
+                .into(),
         ));
     }
     let mut limits = Limits::default();
@@ -43,13 +51,21 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ImageProblem> {
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(describe)?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(describe)?;
     img.apply_orientation(orientation);
     Ok(match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.into_rgb8(),
     })
+}
+
+/// Whether a JPEG's end-of-image marker is near its end (a few cameras append data after it).
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn describe(e: image::ImageError) -> ImageProblem {
@@ -93,7 +109,11 @@ impl Preprocessor {
                 *out = (v as f32 / spec.scale - spec.mean[c]) / spec.std[c];
             }
         }
-        Preprocessor { spec: spec.clone(), input: input.clone(), lut }
+        Preprocessor {
+            spec: spec.clone(),
+            input: input.clone(),
+            lut,
+        }
     }
 
     /// Number of `f32` values in one image's tensor (3 × height × width).
@@ -130,7 +150,9 @@ impl Preprocessor {
         });
         let mut resizer = Resizer::new();
         let run = |resizer: &mut Resizer, dst: &mut Image, opts: &ResizeOptions| {
-            resizer.resize(&src, dst, opts).map_err(|e| ImageProblem(format!("cannot resize: {e}")))
+            resizer
+                .resize(&src, dst, opts)
+                .map_err(|e| ImageProblem(format!("cannot resize: {e}")))
         };
         let opts = ResizeOptions::new().resize_alg(alg);
         let out = match self.spec.resize {
@@ -149,15 +171,23 @@ impl Preprocessor {
                 let left = ((rw - w as f64) / 2.0).round().max(0.0) / (rw / sw as f64);
                 let top = ((rh - h as f64) / 2.0).round().max(0.0) / (rh / sh as f64);
                 let mut dst = Image::new(w, h, PixelType::U8x3);
-                run(&mut resizer, &mut dst, &opts.crop(left, top, cw.min(sw as f64), ch.min(sh as f64)))?;
+                run(
+                    &mut resizer,
+                    &mut dst,
+                    &opts.crop(left, top, cw.min(sw as f64), ch.min(sh as f64)),
+                )?;
                 dst.into_vec()
             }
             ResizeRule::Letterbox => {
                 let s = (w as f64 / sw as f64).min(h as f64 / sh as f64);
-                let (nw, nh) = (((sw as f64 * s).round() as u32).clamp(1, w), ((sh as f64 * s).round() as u32).clamp(1, h));
+                let (nw, nh) = (
+                    ((sw as f64 * s).round() as u32).clamp(1, w),
+                    ((sh as f64 * s).round() as u32).clamp(1, h),
+                );
                 let mut dst = Image::new(nw, nh, PixelType::U8x3);
                 run(&mut resizer, &mut dst, &opts)?;
-                let small = RgbImage::from_raw(nw, nh, dst.into_vec()).expect("buffer size matches");
+                let small =
+                    RgbImage::from_raw(nw, nh, dst.into_vec()).expect("buffer size matches");
                 let mut canvas = RgbImage::new(w, h);
                 image::imageops::replace(&mut canvas, &small, 0, 0);
                 canvas.into_raw()

@@ -1,1 +1,5 @@
-//! Integration tests.
+//! The one integration test binary: each module covers one part of qcyn.
+mod util;
+
+mod engine;
+mod pure;

@@ -23,10 +23,16 @@ pub struct Sample {
 /// A file that was passed over, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
-    /// The file.
+    /// The file (written lossily when its name is not UTF-8).
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// Why it was skipped, for people.
     pub reason: String,
+}
+
+/// Serialises a path as text, replacing bytes that are not UTF-8 (JSON cannot hold them).
+pub fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 /// Labelled images with their class names.
@@ -65,7 +71,8 @@ pub fn has_image_extension(path: &Path) -> bool {
 /// Files without an image extension and hidden files are listed in [`Dataset::skipped`]; an empty
 /// class folder is an error naming it, and so is a tree with no images at all.
 pub fn scan(root: &Path) -> Result<Dataset> {
-    let meta = std::fs::metadata(root).map_err(|e| Error::io("cannot open dataset folder", root, e))?;
+    let meta =
+        std::fs::metadata(root).map_err(|e| Error::io("cannot open dataset folder", root, e))?;
     if !meta.is_dir() {
         return Err(Error::bad_file(
             root,
@@ -78,7 +85,10 @@ pub fn scan(root: &Path) -> Result<Dataset> {
     for entry in read_dir_sorted(root)? {
         let name = entry.file_name().unwrap_or_default();
         let Some(name_str) = name.to_str() else {
-            skipped.push(Skipped { path: entry.clone(), reason: "folder name is not valid UTF-8; rename it".into() });
+            skipped.push(Skipped {
+                path: entry.clone(),
+                reason: "folder name is not valid UTF-8; rename it".into(),
+            });
             continue;
         };
         if name_str.starts_with('.') {
@@ -93,7 +103,10 @@ pub fn scan(root: &Path) -> Result<Dataset> {
             });
         }
     }
-    let mut dataset = Dataset { root: root.to_path_buf(), ..Default::default() };
+    let mut dataset = Dataset {
+        root: root.to_path_buf(),
+        ..Default::default()
+    };
     for (class, dir) in class_dirs {
         let mut count = 0;
         for path in walk_files(&dir)? {
@@ -102,21 +115,33 @@ pub fn scan(root: &Path) -> Result<Dataset> {
                 continue;
             }
             if path.to_str().is_none() {
-                skipped.push(Skipped { path, reason: "file name is not valid UTF-8; rename the file".into() });
+                skipped.push(Skipped {
+                    path,
+                    reason: "file name is not valid UTF-8; rename the file".into(),
+                });
                 continue;
             }
             if !has_image_extension(&path) {
                 skipped.push(Skipped {
                     path,
-                    reason: format!("not an image file (extensions read: {})", IMAGE_EXTENSIONS.join(", ")),
+                    reason: format!(
+                        "not an image file (extensions read: {})",
+                        IMAGE_EXTENSIONS.join(", ")
+                    ),
                 });
                 continue;
             }
-            dataset.samples.push(Sample { path, class: dataset.classes.len() });
+            dataset.samples.push(Sample {
+                path,
+                class: dataset.classes.len(),
+            });
             count += 1;
         }
         if count == 0 {
-            skipped.push(Skipped { path: dir.clone(), reason: "class folder holds no images; the class is left out".into() });
+            skipped.push(Skipped {
+                path: dir.clone(),
+                reason: "class folder holds no images; the class is left out".into(),
+            });
             continue;
         }
         dataset.classes.push(class);
@@ -155,7 +180,11 @@ fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io("cannot read folder", dir, e))? {
-        out.push(entry.map_err(|e| Error::io("cannot read folder", dir, e))?.path());
+        out.push(
+            entry
+                .map_err(|e| Error::io("cannot read folder", dir, e))?
+                .path(),
+        );
     }
     out.sort();
     Ok(out)

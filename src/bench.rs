@@ -1,0 +1,245 @@
+//! Bench: latency and throughput of the backbone alone, and of the whole read → decode →
+//! preprocess → backbone path. Measuring ([`run`]) is separate from printing (the binary).
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::extract::{Pipeline, Prepared};
+use crate::models::ModelKind;
+use crate::progress::Reporter;
+
+/// How long and how often to measure.
+#[derive(Debug, Clone)]
+pub struct BenchLimits {
+    /// Batch sizes to measure.
+    pub batches: Vec<usize>,
+    /// Untimed runs before measuring, per batch size.
+    pub warmup: usize,
+    /// Least timed runs per batch size.
+    pub min_iters: usize,
+    /// Most timed runs per batch size.
+    pub max_iters: usize,
+    /// Stop adding runs to a batch size after this long (once `min_iters` are done).
+    pub max_time: Duration,
+}
+
+impl Default for BenchLimits {
+    fn default() -> Self {
+        BenchLimits {
+            batches: vec![1, 8, 32],
+            warmup: 2,
+            min_iters: 5,
+            max_iters: 200,
+            max_time: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Figures for one batch size.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Images per run.
+    pub batch: usize,
+    /// Median latency of one run, milliseconds.
+    pub p50_ms: f64,
+    /// 95th percentile latency of one run, milliseconds.
+    pub p95_ms: f64,
+    /// Images per second (batch / mean latency).
+    pub images_per_s: f64,
+    /// Timed runs.
+    pub iterations: usize,
+}
+
+/// What `bench` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Model name.
+    pub model: String,
+    /// sha256 of the model file(s).
+    pub sha256: String,
+    /// True when the weights are random: the figures are latency only.
+    pub random_weights: bool,
+    /// Execution provider.
+    pub provider: String,
+    /// Intra-op threads of the session (0 = ONNX Runtime's default).
+    pub threads: usize,
+    /// Backbone alone, on prepared inputs.
+    pub results: Vec<BenchResult>,
+    /// The whole path from files, when images were given.
+    pub pipeline: Option<Vec<BenchResult>>,
+    /// Where the pipeline images came from.
+    pub images: Option<PathBuf>,
+    /// Notes for people (random weights, what was measured).
+    pub notes: Vec<String>,
+}
+
+/// Measures `pipeline`. `images` (already read into memory, so disk speed is left out of the
+/// backbone figures but not of the pipeline ones) enables the whole-path measurement.
+pub fn run(
+    pipeline: &mut Pipeline,
+    images: &[PathBuf],
+    limits: &BenchLimits,
+    workers: usize,
+    reporter: &dyn Reporter,
+) -> Result<(Vec<BenchResult>, Option<Vec<BenchResult>>)> {
+    if limits.batches.is_empty() || limits.batches.contains(&0) {
+        return Err(Error::config(
+            "--batch needs positive batch sizes, e.g. 1,8,32",
+            None,
+        ));
+    }
+    let is_face = pipeline.model.manifest.kind == ModelKind::Face;
+    // Prepared inputs for the backbone-only figures: real images when given, else random tensors.
+    let mut pool: Vec<Arc<Prepared>> = Vec::new();
+    if !images.is_empty() {
+        for p in images.iter().take(64) {
+            let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, e))?;
+            if let Ok(prep) = pipeline.preparer.prepare(&bytes) {
+                pool.push(Arc::new(prep));
+            }
+        }
+        if pool.is_empty() {
+            return Err(Error::config("none of the --images could be decoded", None));
+        }
+    } else if is_face {
+        return Err(Error::config(
+            "benchmarking a face model needs real photos",
+            Some("pass --images DIR with a few photos of faces".into()),
+        ));
+    }
+    let tensor_len = if is_face {
+        0
+    } else {
+        let i = pipeline.model.input();
+        3 * i.height as usize * i.width as usize
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let make_batch = |n: usize, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<Prepared> {
+        (0..n)
+            .map(|k| {
+                if pool.is_empty() {
+                    Prepared::Tensor(
+                        (0..tensor_len)
+                            .map(|_| rng.gen_range(-2.0f32..2.0))
+                            .collect(),
+                    )
+                } else {
+                    match pool[k % pool.len()].as_ref() {
+                        Prepared::Tensor(t) => Prepared::Tensor(t.clone()),
+                        Prepared::Image(i) => Prepared::Image(i.clone()),
+                    }
+                }
+            })
+            .collect()
+    };
+    let mut backbone = Vec::new();
+    for &b in &limits.batches {
+        reporter.message(&format!("backbone, batch {b}"));
+        let template = make_batch(b, &mut rng);
+        let times = measure(limits, || {
+            let batch = clone_batch(&template);
+            let t = Instant::now();
+            pipeline.runner.run(batch)?;
+            Ok(t.elapsed())
+        })?;
+        backbone.push(summarise(b, &times));
+    }
+    let whole = if images.is_empty() {
+        None
+    } else {
+        let preparer = pipeline.preparer.clone();
+        let mut out = Vec::new();
+        for &b in &limits.batches {
+            reporter.message(&format!("read → decode → preprocess → backbone, batch {b}"));
+            let mut cursor = 0usize;
+            let times = measure(limits, || {
+                let files: Vec<&PathBuf> = (0..b)
+                    .map(|k| &images[(cursor + k) % images.len()])
+                    .collect();
+                cursor += b;
+                let t = Instant::now();
+                let prepared = prepare_parallel(&files, preparer.as_ref(), workers)?;
+                if !prepared.is_empty() {
+                    pipeline.runner.run(prepared)?;
+                }
+                Ok(t.elapsed())
+            })?;
+            out.push(summarise(b, &times));
+        }
+        Some(out)
+    };
+    Ok((backbone, whole))
+}
+
+fn clone_batch(template: &[Prepared]) -> Vec<Prepared> {
+    template
+        .iter()
+        .map(|p| match p {
+            Prepared::Tensor(t) => Prepared::Tensor(t.clone()),
+            Prepared::Image(i) => Prepared::Image(i.clone()),
+        })
+        .collect()
+}
+
+fn prepare_parallel(
+    files: &[&PathBuf],
+    preparer: &dyn crate::extract::Prepare,
+    workers: usize,
+) -> Result<Vec<Prepared>> {
+    let chunk = files.len().div_ceil(workers.max(1)).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|p| {
+                            std::fs::read(p)
+                                .ok()
+                                .and_then(|b| preparer.prepare(&b).ok())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        Ok(handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker does not panic"))
+            .collect())
+    })
+}
+
+fn measure(
+    limits: &BenchLimits,
+    mut once: impl FnMut() -> Result<Duration>,
+) -> Result<Vec<Duration>> {
+    for _ in 0..limits.warmup {
+        once()?;
+    }
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < limits.max_iters
+        && (times.len() < limits.min_iters || start.elapsed() < limits.max_time)
+    {
+        times.push(once()?);
+    }
+    Ok(times)
+}
+
+fn summarise(batch: usize, times: &[Duration]) -> BenchResult {
+    let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    BenchResult {
+        batch,
+        p50_ms: pct(0.5),
+        p95_ms: pct(0.95),
+        images_per_s: batch as f64 / (mean / 1e3),
+        iterations: ms.len(),
+    }
+}

@@ -1,0 +1,63 @@
+//! Draws the library's progress with indicatif on stderr, only on a terminal and when not quiet.
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use qcyn::progress::Reporter;
+
+/// Progress bars on stderr.
+pub struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+    visible: bool,
+    quiet: bool,
+}
+
+impl Bars {
+    pub fn new(quiet: bool) -> Self {
+        Bars {
+            bar: Mutex::new(None),
+            visible: !quiet && std::io::stderr().is_terminal(),
+            quiet,
+        }
+    }
+}
+
+impl Reporter for Bars {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        if !self.visible {
+            return;
+        }
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            ),
+            None => ProgressBar::new_spinner(),
+        };
+        bar.set_message(phase.to_string());
+        *self.bar.lock().expect("lock") = Some(bar);
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = self.bar.lock().expect("lock").as_ref() {
+            bar.inc(n);
+        }
+    }
+
+    fn message(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match self.bar.lock().expect("lock").as_ref() {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
