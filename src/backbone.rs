@@ -45,7 +45,10 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { threads: 0, device: Device::Cpu }
+        SessionOptions {
+            threads: 0,
+            device: Device::Cpu,
+        }
     }
 }
 
@@ -91,7 +94,11 @@ impl FaceBox {
         for (i, l) in landmarks.iter_mut().enumerate() {
             *l = [f[5 + 2 * i], f[6 + 2 * i]];
         }
-        FaceBox { bbox: [f[0], f[1], f[2], f[3]], score: f[4], landmarks }
+        FaceBox {
+            bbox: [f[0], f[1], f[2], f[3]],
+            score: f[4],
+            landmarks,
+        }
     }
 }
 
@@ -114,7 +121,9 @@ pub fn open_session(env: &Environment, path: &Path, opts: SessionOptions) -> Res
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(ort::Error::from)?;
     if opts.threads > 0 {
-        builder = builder.with_intra_threads(opts.threads).map_err(ort::Error::from)?;
+        builder = builder
+            .with_intra_threads(opts.threads)
+            .map_err(ort::Error::from)?;
     }
     builder.commit_from_file(path).map_err(|e| {
         Error::bad_file(
@@ -127,7 +136,11 @@ pub fn open_session(env: &Environment, path: &Path, opts: SessionOptions) -> Res
 
 /// Shape of a session input or output as ONNX Runtime reports it (-1 for dynamic dimensions).
 fn outlet_shape(outlets: &[ort::value::Outlet], name: &str) -> Option<Vec<i64>> {
-    outlets.iter().find(|o| o.name() == name).and_then(|o| o.dtype().tensor_shape()).map(|s| s.to_vec())
+    outlets
+        .iter()
+        .find(|o| o.name() == name)
+        .and_then(|o| o.dtype().tensor_shape())
+        .map(|s| s.to_vec())
 }
 
 /// A whole-image model: one feature vector per image.
@@ -144,7 +157,12 @@ pub struct WholeImageBackbone {
 impl WholeImageBackbone {
     /// Opens a whole-image model after checking its file against the manifest: the sha256 (when
     /// `verify_sha256`), and the input and output names and shapes.
-    pub fn open(env: &Environment, model: &Model, opts: SessionOptions, verify_sha256: bool) -> Result<Self> {
+    pub fn open(
+        env: &Environment,
+        model: &Model,
+        opts: SessionOptions,
+        verify_sha256: bool,
+    ) -> Result<Self> {
         let path = model.onnx_path().expect("whole-image manifest has a file");
         if verify_sha256 {
             verify_model_file(model, &path)?;
@@ -156,19 +174,30 @@ impl WholeImageBackbone {
             Err(Error::bad_file(
                 &path,
                 what,
-                Some(format!("the manifest {} does not describe this file", model.manifest_path.display())),
+                Some(format!(
+                    "the manifest {} does not describe this file",
+                    model.manifest_path.display()
+                )),
             ))
         };
         let Some(shape) = outlet_shape(session.inputs(), &input.name) else {
             let names: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
-            return mismatch(format!("model has no input `{}` (its inputs: {})", input.name, names.join(", ")));
+            return mismatch(format!(
+                "model has no input `{}` (its inputs: {})",
+                input.name,
+                names.join(", ")
+            ));
         };
         let (h, w) = (input.height as i64, input.width as i64);
         let expected: [i64; 3] = match input.layout {
             Layout::Nchw => [3, h, w],
             Layout::Nhwc => [h, w, 3],
         };
-        let ok = shape.len() == 4 && shape[1..].iter().zip(expected).all(|(&a, b)| a == b || a < 0);
+        let ok = shape.len() == 4
+            && shape[1..]
+                .iter()
+                .zip(expected)
+                .all(|(&a, b)| a == b || a < 0);
         if !ok {
             return mismatch(format!(
                 "model input `{}` has shape {:?}, the manifest says [N, {}, {}, {}]",
@@ -179,10 +208,17 @@ impl WholeImageBackbone {
         match outlet_shape(session.outputs(), &output.features) {
             None => {
                 let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-                return mismatch(format!("model has no output `{}` (its outputs: {})", output.features, names.join(", ")));
+                return mismatch(format!(
+                    "model has no output `{}` (its outputs: {})",
+                    output.features,
+                    names.join(", ")
+                ));
             }
             Some(s) if s.len() != 2 || (s[1] >= 0 && s[1] as usize != output.dim) => {
-                return mismatch(format!("model output `{}` has shape {:?}, the manifest says [N, {}]", output.features, s, output.dim));
+                return mismatch(format!(
+                    "model output `{}` has shape {:?}, the manifest says [N, {}]",
+                    output.features, s, output.dim
+                ));
             }
             Some(_) => {}
         }
@@ -224,11 +260,18 @@ impl WholeImageBackbone {
     fn run_exact(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>> {
         let [a, b, c] = self.dims;
         let tensor = TensorRef::from_array_view(([n, a, b, c], batch))?;
-        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor])?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])?;
         let (shape, data) = outputs[self.output_name.as_str()].try_extract_tensor::<f32>()?;
         if shape.len() != 2 || shape[0] as usize != n || shape[1] as usize != self.dim {
             return Err(Error::config(
-                format!("model output `{}` has shape {:?}, expected [{n}, {}]", self.output_name, &shape[..], self.dim),
+                format!(
+                    "model output `{}` has shape {:?}, expected [{n}, {}]",
+                    self.output_name,
+                    &shape[..],
+                    self.dim
+                ),
                 None,
             ));
         }
@@ -242,15 +285,25 @@ pub fn verify_model_file(model: &Model, path: &Path) -> Result<String> {
         return Err(Error::bad_file(
             path,
             format!("model file for `{}` not found", model.manifest.name),
-            Some(format!("run {} to build it", crate::runtime::project_dir().join("scripts/setup").display())),
+            Some(format!(
+                "run {} to build it",
+                crate::runtime::project_dir()
+                    .join("scripts/setup")
+                    .display()
+            )),
         ));
     }
     let actual = crate::models::sha256_file(path)?;
     match model.manifest.sha256.as_deref() {
         Some(expected) if expected != actual => Err(Error::bad_file(
             path,
-            format!("sha256 is {actual}, but the manifest {} says {expected}", model.manifest_path.display()),
-            Some("the file was changed or only partly written; rebuild it with scripts/setup".into()),
+            format!(
+                "sha256 is {actual}, but the manifest {} says {expected}",
+                model.manifest_path.display()
+            ),
+            Some(
+                "the file was changed or only partly written; rebuild it with scripts/setup".into(),
+            ),
         )),
         _ => Ok(actual),
     }

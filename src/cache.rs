@@ -75,9 +75,15 @@ impl FeatureCache {
     /// Opens (creating if needed) the cache of `model` with `model_sha256` and `preprocess_id`.
     pub fn open(root: &Path, model: &str, model_sha256: &str, preprocess_id: &str) -> Result<Self> {
         let short = |s: &str| s.chars().take(12).collect::<String>();
-        let dir = root.join(FEATURES_DIR).join(format!("{model}-{}-{}", short(model_sha256), short(preprocess_id)));
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::Io { action: "cannot create cache folder", path: dir.clone(), source: e }
+        let dir = root.join(FEATURES_DIR).join(format!(
+            "{model}-{}-{}",
+            short(model_sha256),
+            short(preprocess_id)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
+            action: "cannot create cache folder",
+            path: dir.clone(),
+            source: e,
         })?;
         let files = std::fs::read(root.join(FILES_INDEX))
             .ok()
@@ -111,19 +117,33 @@ impl FeatureCache {
         let stamp = stamp_of(&meta);
         if let Some(entry) = self.files.lock().expect("lock").get(&abs) {
             if entry.stamp == stamp {
-                return Ok(Keyed { key: entry.hash.clone(), bytes: None });
+                return Ok(Keyed {
+                    key: entry.hash.clone(),
+                    bytes: None,
+                });
             }
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         std::fs::File::open(path)?.read_to_end(&mut bytes)?;
         let key = hex(&Sha256::digest(&bytes));
-        self.files.lock().expect("lock").insert(abs, FileEntry { stamp, hash: key.clone() });
+        self.files.lock().expect("lock").insert(
+            abs,
+            FileEntry {
+                stamp,
+                hash: key.clone(),
+            },
+        );
         *self.files_dirty.lock().expect("lock") = true;
-        Ok(Keyed { key, bytes: Some(bytes) })
+        Ok(Keyed {
+            key,
+            bytes: Some(bytes),
+        })
     }
 
     fn entry_path(&self, key: &str) -> PathBuf {
-        self.dir.join(&key[..2.min(key.len())]).join(format!("{key}.feat"))
+        self.dir
+            .join(&key[..2.min(key.len())])
+            .join(format!("{key}.feat"))
     }
 
     /// The cached embeddings of `key`, or `None` when missing or damaged (a damaged entry is
@@ -170,16 +190,22 @@ fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(-1);
-    Stamp { len: meta.len(), mtime_ns }
+    Stamp {
+        len: meta.len(),
+        mtime_ns,
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in `dir` and a rename.
 pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("cannot write in", dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.persist(path).map_err(|e| Error::io("cannot write", path, e.error))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("cannot write in", dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("cannot write", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("cannot write", path, e.error))?;
     Ok(())
 }
 
@@ -215,14 +241,17 @@ fn decode_entry(bytes: &[u8]) -> Option<Vec<Embedding>> {
     if Sha256::digest(body)[..8] != *sum {
         return None;
     }
-    let u32_at = |i: usize| u32::from_le_bytes(body[i..i + 4].try_into().expect("4 bytes")) as usize;
+    let u32_at =
+        |i: usize| u32::from_le_bytes(body[i..i + 4].try_into().expect("4 bytes")) as usize;
     let (n, dim, has_face) = (u32_at(8), u32_at(12), u32_at(16) == 1);
     let per = dim + if has_face { FaceBox::FLOATS } else { 0 };
     if body.len() != 20 + n * per * 4 {
         return None;
     }
-    let floats: Vec<f32> =
-        body[20..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+    let floats: Vec<f32> = body[20..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
     Some(
         floats
             .chunks_exact(per.max(1))
@@ -242,8 +271,14 @@ mod tests {
     #[test]
     fn entries_round_trip_and_detect_damage() {
         let e = vec![
-            Embedding { vector: vec![1.0, 2.0, 3.0], face: None },
-            Embedding { vector: vec![4.0, 5.0, 6.0], face: None },
+            Embedding {
+                vector: vec![1.0, 2.0, 3.0],
+                face: None,
+            },
+            Embedding {
+                vector: vec![4.0, 5.0, 6.0],
+                face: None,
+            },
         ];
         let bytes = encode_entry(&e);
         assert_eq!(decode_entry(&bytes), Some(e.clone()));
@@ -252,8 +287,15 @@ mod tests {
         assert_eq!(decode_entry(&damaged), None);
         assert_eq!(decode_entry(&bytes[..bytes.len() - 1]), None);
         assert_eq!(decode_entry(&encode_entry(&[])), Some(vec![]));
-        let f = FaceBox { bbox: [1.0, 2.0, 3.0, 4.0], score: 0.9, landmarks: [[1.0, 2.0]; 5] };
-        let with_face = vec![Embedding { vector: vec![1.0; 4], face: Some(f) }];
+        let f = FaceBox {
+            bbox: [1.0, 2.0, 3.0, 4.0],
+            score: 0.9,
+            landmarks: [[1.0, 2.0]; 5],
+        };
+        let with_face = vec![Embedding {
+            vector: vec![1.0; 4],
+            face: Some(f),
+        }];
         assert_eq!(decode_entry(&encode_entry(&with_face)), Some(with_face));
     }
 }

@@ -69,7 +69,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("identity", &self.identity).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,7 +86,8 @@ impl Pipeline {
 
     /// Prepares and embeds images in memory (no cache), in one batch.
     pub fn embed(&mut self, bytes: &[&[u8]]) -> Result<Vec<Result<Vec<Embedding>, ImageProblem>>> {
-        let mut out: Vec<Option<Result<Vec<Embedding>, ImageProblem>>> = Vec::with_capacity(bytes.len());
+        let mut out: Vec<Option<Result<Vec<Embedding>, ImageProblem>>> =
+            Vec::with_capacity(bytes.len());
         let mut batch = Vec::new();
         let mut slots = Vec::new();
         for (i, b) in bytes.iter().enumerate() {
@@ -102,7 +105,10 @@ impl Pipeline {
                 out[slot] = Some(Ok(e));
             }
         }
-        Ok(out.into_iter().map(|o| o.expect("every slot filled")).collect())
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every slot filled"))
+            .collect())
     }
 }
 
@@ -128,7 +134,12 @@ struct WholeRunner {
 impl Run for WholeRunner {
     fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>> {
         if self.backbone.is_none() {
-            self.backbone = Some(WholeImageBackbone::open(&self.env, &self.model, self.opts, true)?);
+            self.backbone = Some(WholeImageBackbone::open(
+                &self.env,
+                &self.model,
+                self.opts,
+                true,
+            )?);
         }
         let backbone = self.backbone.as_mut().expect("opened above");
         let n = batch.len();
@@ -142,7 +153,15 @@ impl Run for WholeRunner {
         let feats = backbone.run(&self.buf, n)?;
         self.images_run += n as u64;
         let dim = backbone.dim();
-        Ok(feats.chunks_exact(dim).map(|c| vec![Embedding { vector: c.to_vec(), face: None }]).collect())
+        Ok(feats
+            .chunks_exact(dim)
+            .map(|c| {
+                vec![Embedding {
+                    vector: c.to_vec(),
+                    face: None,
+                }]
+            })
+            .collect())
     }
 
     fn images_run(&self) -> u64 {
@@ -182,7 +201,10 @@ pub struct ExtractOptions {
 
 impl Default for ExtractOptions {
     fn default() -> Self {
-        ExtractOptions { batch: 32, workers: 2 }
+        ExtractOptions {
+            batch: 32,
+            workers: 2,
+        }
     }
 }
 
@@ -267,7 +289,8 @@ pub fn extract(
         }
         drop(tx);
         let mut batch: Vec<(usize, String, Prepared)> = Vec::with_capacity(opts.batch);
-        let mut flush = |batch: &mut Vec<(usize, String, Prepared)>, embeddings: &mut Vec<Option<Vec<Embedding>>>| {
+        let mut flush = |batch: &mut Vec<(usize, String, Prepared)>,
+                         embeddings: &mut Vec<Option<Vec<Embedding>>>| {
             if batch.is_empty() {
                 return Ok(());
             }
@@ -291,7 +314,10 @@ pub fn extract(
                     reporter.advance(1);
                 }
                 Outcome::Failed(reason) => {
-                    skipped.push(Skipped { path: paths[i].clone(), reason });
+                    skipped.push(Skipped {
+                        path: paths[i].clone(),
+                        reason,
+                    });
                     reporter.advance(1);
                 }
                 Outcome::Ready(key, p) => {
@@ -329,13 +355,21 @@ pub fn extract(
         corrupt_recomputed: cache.map_or(0, |c| c.corrupt_entries()),
         backbone_runs: pipeline.runner.images_run() - runs_before,
         seconds,
-        images_per_s: if seconds > 0.0 { paths.len() as f64 / seconds } else { 0.0 },
+        images_per_s: if seconds > 0.0 {
+            paths.len() as f64 / seconds
+        } else {
+            0.0
+        },
         cache_dir: cache.map(|c| c.dir().to_path_buf()),
     };
     Ok(Extracted { embeddings, report })
 }
 
-fn prepare_one(path: &std::path::Path, cache: Option<&FeatureCache>, preparer: &dyn Prepare) -> Outcome {
+fn prepare_one(
+    path: &std::path::Path,
+    cache: Option<&FeatureCache>,
+    preparer: &dyn Prepare,
+) -> Outcome {
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("cannot read: {e}"));
     let (key, bytes) = match cache {
         Some(cache) => match cache.key(path) {

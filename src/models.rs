@@ -172,11 +172,19 @@ pub struct Model {
 impl Model {
     /// Reads and validates one manifest file.
     pub fn load(path: &Path) -> Result<Model> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read model manifest", path, e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io("cannot read model manifest", path, e))?;
         let manifest: ModelManifest = toml::from_str(&text).map_err(|e| {
-            Error::bad_file(path, format!("invalid model manifest: {e}"), Some("compare it with models/mobilenetv2.toml".into()))
+            Error::bad_file(
+                path,
+                format!("invalid model manifest: {e}"),
+                Some("compare it with models/mobilenetv2.toml".into()),
+            )
         })?;
-        let model = Model { manifest, manifest_path: path.to_path_buf() };
+        let model = Model {
+            manifest,
+            manifest_path: path.to_path_buf(),
+        };
         model.validate()?;
         Ok(model)
     }
@@ -185,8 +193,11 @@ impl Model {
         let m = &self.manifest;
         let bad = |msg: String| Err(Error::bad_file(&self.manifest_path, msg, None));
         if m.kind == ModelKind::Whole {
-            if m.file.is_none() || m.input.is_none() || m.preprocess.is_none() || m.output.is_none() {
-                return bad("a whole-image model needs `file`, [input], [preprocess] and [output]".into());
+            if m.file.is_none() || m.input.is_none() || m.preprocess.is_none() || m.output.is_none()
+            {
+                return bad(
+                    "a whole-image model needs `file`, [input], [preprocess] and [output]".into(),
+                );
             }
             let p = m.preprocess.as_ref().unwrap();
             let i = m.input.as_ref().unwrap();
@@ -213,7 +224,11 @@ impl Model {
 
     /// Resolves a file named in the manifest relative to the manifest's folder.
     pub fn resolve(&self, file: &Path) -> PathBuf {
-        if file.is_absolute() { file.to_path_buf() } else { self.dir().join(file) }
+        if file.is_absolute() {
+            file.to_path_buf()
+        } else {
+            self.dir().join(file)
+        }
     }
 
     /// The ONNX file of a whole-image model.
@@ -223,17 +238,26 @@ impl Model {
 
     /// The preprocessing of a whole-image model (validated to exist).
     pub fn preprocess(&self) -> &PreprocessSpec {
-        self.manifest.preprocess.as_ref().expect("validated whole-image manifest")
+        self.manifest
+            .preprocess
+            .as_ref()
+            .expect("validated whole-image manifest")
     }
 
     /// The input spec of a whole-image model (validated to exist).
     pub fn input(&self) -> &InputSpec {
-        self.manifest.input.as_ref().expect("validated whole-image manifest")
+        self.manifest
+            .input
+            .as_ref()
+            .expect("validated whole-image manifest")
     }
 
     /// The output spec of a whole-image model (validated to exist).
     pub fn output(&self) -> &OutputSpec {
-        self.manifest.output.as_ref().expect("validated whole-image manifest")
+        self.manifest
+            .output
+            .as_ref()
+            .expect("validated whole-image manifest")
     }
 }
 
@@ -249,7 +273,8 @@ pub struct Registry {
 impl Registry {
     /// Reads every `*.toml` manifest in `dir`.
     pub fn load(dir: &Path) -> Result<Registry> {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot read models folder", dir, e))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| Error::io("cannot read models folder", dir, e))?;
         let mut models = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("cannot read models folder", dir, e))?;
@@ -259,7 +284,10 @@ impl Registry {
             }
         }
         models.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
-        Ok(Registry { dir: dir.to_path_buf(), models })
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+            models,
+        })
     }
 
     /// Finds a model by name, or reads a manifest given as a path.
@@ -288,8 +316,10 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

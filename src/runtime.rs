@@ -36,12 +36,19 @@ pub fn locate_dylib(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         candidates.push(("ORT_DYLIB_PATH".into(), PathBuf::from(p)));
     }
-    candidates.push(("project runtime folder".into(), default_runtime_dir().join(DYLIB_NAME)));
+    candidates.push((
+        "project runtime folder".into(),
+        default_runtime_dir().join(DYLIB_NAME),
+    ));
     for (source, path) in candidates {
         if path.is_file() {
             return Ok(path);
         }
-        let what = if path.exists() { "not a file" } else { "not found" };
+        let what = if path.exists() {
+            "not a file"
+        } else {
+            "not found"
+        };
         looked.push(format!("{source}: {} ({what})", path.display()));
         if source == "--ort-dylib" {
             // An explicit choice that does not work must not silently fall back to another library.
