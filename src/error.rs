@@ -52,16 +52,31 @@ impl Error {
 
     /// Shorthand for an [`Error::Io`].
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Shorthand for an [`Error::Config`].
     pub fn config(message: impl Into<String>, hint: Option<String>) -> Self {
-        Error::Config { message: message.into(), hint }
+        Error::Config {
+            message: message.into(),
+            hint,
+        }
     }
 
     /// Shorthand for an [`Error::BadFile`].
-    pub fn bad_file(path: impl Into<PathBuf>, message: impl Into<String>, hint: Option<String>) -> Self {
-        Error::BadFile { path: path.into(), message: message.into(), hint }
+    pub fn bad_file(
+        path: impl Into<PathBuf>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        Error::BadFile {
+            path: path.into(),
+            message: message.into(),
+            hint,
+        }
     }
 }
