@@ -1,0 +1,299 @@
+//! Bundle: everything needed to predict, in one JSON file — the backbone's identity and a full copy
+//! of its manifest (so preprocessing travels with the head), class names, the head's weights, how
+//! it was trained and how it scored on validation images.
+//!
+//! Written atomically; loading checks the format version, and [`Bundle::check_model`] refuses a
+//! backbone other than the one the head was trained on.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::evaluate::Report;
+use crate::head::{ClassWeight, CvReport, SoftmaxHead, SoftmaxValidParams, SolverStats};
+use crate::models::{Model, ModelManifest};
+use crate::split::{write_atomic, SplitSpec};
+
+/// Version of the bundle format; bumped on any incompatible change.
+pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+
+/// The backbone a bundle was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Model name (`--model NAME`).
+    pub name: String,
+    /// sha256 of the model's ONNX file (or of what identifies a face pipeline), lowercase hex.
+    pub sha256: String,
+    /// The whole manifest, preprocessing included.
+    pub manifest: ModelManifest,
+}
+
+/// Where the training/validation split came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SplitSource {
+    /// Made by rule and seed (`qcyn split` / `qcyn fit` options).
+    Rule {
+        /// Rule, test hold-out and seed.
+        spec: SplitSpec,
+        /// Manifest written for it, if any.
+        #[serde(default)]
+        manifest: Option<PathBuf>,
+    },
+    /// Read from a split manifest.
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+    },
+    /// Read from PaddleHub list files.
+    Lists {
+        /// Folder of the list files.
+        dir: PathBuf,
+        /// Folder their paths are relative to.
+        base: PathBuf,
+    },
+}
+
+/// How the head was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingConfig {
+    /// Where the split came from.
+    pub split: SplitSource,
+    /// The dataset folder (or list base).
+    pub dataset_root: PathBuf,
+    /// Training images per class.
+    pub train_counts: Vec<usize>,
+    /// Class weighting.
+    pub class_weight: ClassWeight,
+    /// Head hyperparameters (grid, folds, seed, solver limits).
+    pub params: SoftmaxValidParams,
+    /// How the L2 strength was chosen (`None` when one was given).
+    pub cv: Option<CvReport>,
+    /// How the final fit converged.
+    pub refit: SolverStats,
+}
+
+/// A trained classifier, ready to predict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    /// [`BUNDLE_FORMAT_VERSION`] when written.
+    pub format_version: u32,
+    /// Version of qcyn that wrote it.
+    pub qcyn_version: String,
+    /// When it was written (UTC, RFC 3339).
+    pub created: String,
+    /// The backbone.
+    pub model: ModelInfo,
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// The softmax head.
+    pub head: SoftmaxHead,
+    /// How it was trained.
+    pub training: TrainingConfig,
+    /// Scores on the validation images (`None` when there were none).
+    pub validation: Option<Report>,
+    /// Face mode's open-set settings (the "unknown" threshold), owned by the face pipeline.
+    #[serde(default)]
+    pub open_set: Option<serde_json::Value>,
+}
+
+impl Bundle {
+    /// A bundle stamped with this qcyn's version and the current time.
+    pub fn new(
+        model: &Model,
+        sha256: impl Into<String>,
+        classes: Vec<String>,
+        head: SoftmaxHead,
+        training: TrainingConfig,
+        validation: Option<Report>,
+    ) -> Bundle {
+        Bundle {
+            format_version: BUNDLE_FORMAT_VERSION,
+            qcyn_version: env!("CARGO_PKG_VERSION").to_string(),
+            created: rfc3339_utc(std::time::SystemTime::now()),
+            model: ModelInfo {
+                name: model.manifest.name.clone(),
+                sha256: sha256.into(),
+                manifest: model.manifest.clone(),
+            },
+            classes,
+            head,
+            training,
+            validation,
+            open_set: None,
+        }
+    }
+
+    /// Writes the bundle as JSON, atomically (temporary file in the same folder, then renamed).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut json = serde_json::to_vec(self).map_err(|e| {
+            Error::config(
+                format!("cannot serialise the bundle: {e}"),
+                Some("this is a bug in qcyn".into()),
+            )
+        })?;
+        json.push(b'\n');
+        write_atomic(path, &json)
+    }
+
+    /// Reads a bundle, checking its format version and that its head is consistent.
+    pub fn load(path: &Path) -> Result<Bundle> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::bad_file(
+                    path,
+                    "bundle not found",
+                    Some(
+                        "train one with `qcyn fit`, or pass the bundle file `qcyn fit` wrote"
+                            .into(),
+                    ),
+                )
+            } else {
+                Error::io("cannot read bundle", path, e)
+            }
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::bad_file(
+                path,
+                format!("bundle is damaged or truncated: {e}; re-run `qcyn fit`"),
+                Some("bundles are written atomically, so this file was changed or cut after qcyn wrote it".into()),
+            )
+        })?;
+        let version = value.get("format_version").and_then(|v| v.as_u64());
+        if version != Some(BUNDLE_FORMAT_VERSION as u64) {
+            let writer = value
+                .get("qcyn_version")
+                .and_then(|v| v.as_str())
+                .unwrap_or("unknown");
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "bundle format version {} is not the one this qcyn {} reads ({BUNDLE_FORMAT_VERSION})",
+                    version.map_or("(missing)".to_string(), |v| v.to_string()),
+                    env!("CARGO_PKG_VERSION"),
+                ),
+                Some(format!("re-run `qcyn fit` with this qcyn, or use qcyn {writer}, which wrote it")),
+            ));
+        }
+        let bundle: Bundle = serde_json::from_value(value).map_err(|e| {
+            Error::bad_file(
+                path,
+                format!("invalid bundle: {e}"),
+                Some("re-run `qcyn fit`".into()),
+            )
+        })?;
+        let damaged =
+            |msg: String| Err(Error::bad_file(path, msg, Some("re-run `qcyn fit`".into())));
+        if let Err(msg) = bundle.head.validate() {
+            return damaged(msg);
+        }
+        if bundle.classes.len() != bundle.head.classes {
+            return damaged(format!(
+                "bundle names {} classes but its head has {}",
+                bundle.classes.len(),
+                bundle.head.classes
+            ));
+        }
+        Ok(bundle)
+    }
+
+    /// Errors when `model` (whose file hashes to `actual_sha256`) is not the backbone the bundle
+    /// was trained on: another name, another file, or other preprocessing or outputs.
+    pub fn check_model(&self, model: &Model, actual_sha256: &str) -> Result<()> {
+        let want = &self.model;
+        let got = &model.manifest;
+        if got.name != want.name {
+            return Err(Error::config(
+                format!(
+                    "this bundle was trained with model `{}`, not `{}`",
+                    want.name, got.name
+                ),
+                Some(format!(
+                    "pass --model {} (features of different models are not comparable)",
+                    want.name
+                )),
+            ));
+        }
+        if !actual_sha256.eq_ignore_ascii_case(&want.sha256) {
+            return Err(Error::config(
+                format!(
+                    "model `{}` is not the file this bundle was trained with: sha256 {} now, {} then",
+                    want.name,
+                    short(actual_sha256),
+                    short(&want.sha256)
+                ),
+                Some("rebuild the original model file, or re-run `qcyn extract` and `qcyn fit` with this one".into()),
+            ));
+        }
+        let m = &want.manifest;
+        let mut changed = Vec::new();
+        if got.kind != m.kind {
+            changed.push("kind");
+        }
+        if got.input != m.input {
+            changed.push("[input]");
+        }
+        if got.preprocess != m.preprocess {
+            changed.push("[preprocess]");
+        }
+        if got.output != m.output {
+            changed.push("[output]");
+        }
+        if got.detector != m.detector {
+            changed.push("[detector]");
+        }
+        if got.embedder != m.embedder {
+            changed.push("[embedder]");
+        }
+        if !changed.is_empty() {
+            return Err(Error::config(
+                format!(
+                    "model `{}` has changed since this bundle was trained: {} differ",
+                    want.name,
+                    changed.join(", ")
+                ),
+                Some("restore the manifest the bundle was trained with (a copy is inside the bundle), or re-run `qcyn fit`".into()),
+            ));
+        }
+        if let Some(out) = &got.output {
+            if out.dim != self.head.dim {
+                return Err(Error::config(
+                    format!(
+                        "model `{}` gives {}-D features but the head expects {}",
+                        want.name, out.dim, self.head.dim
+                    ),
+                    Some("re-run `qcyn fit`".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a time (UTC).
+pub fn rfc3339_utc(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (H. Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
