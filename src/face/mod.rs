@@ -1,12 +1,595 @@
 //! Face mode: detect (YuNet) → align (5-point similarity) → embed (SFace).
+//!
+//! The face pipeline is one more kind of backbone: [`pipeline`] builds an
+//! [`extract::Pipeline`](crate::extract::Pipeline) that turns an image into zero, one or several
+//! [`Embedding`]s, one per face, each with its [`FaceBox`], most prominent first. `extract`, `fit`
+//! and `predict` see nothing else.
+//!
+//! - [`detect`]: letterbox, YuNet, decoding, NMS (pure functions plus the session).
+//! - [`align`]: similarity transform onto the template and the bilinear warp (pure).
+//! - [`embed`]: SFace on the aligned crop, L2-normalised.
+//! - [`openset`]: "unknown person" scoring and its calibration (pure).
+//! - [`sheet`]: aligned crops and contact sheets on disk, to show what the model sees.
+//!
+//! **Prominence** orders the faces of one image: the area of the face box (clipped to the image)
+//! times a centrality weight `1 − ½·d/d_max`, where `d` is the distance from the box centre to the
+//! image centre and `d_max` half the image diagonal. A face in the middle counts fully, one in a
+//! corner half, so the person a photo is *of* comes first even next to a slightly larger face at
+//! the edge.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use image::RgbImage;
 use ort::environment::Environment;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::backbone::SessionOptions;
+use crate::backbone::{Embedding, FaceBox, SessionOptions};
 use crate::error::{Error, Result};
-use crate::extract::Pipeline;
+use crate::extract::{CacheIdentity, Pipeline, Prepare, Prepared, Run};
 use crate::models::Model;
+use crate::preprocess::ImageProblem;
 
-/// The face pipeline a `kind = "face"` manifest describes.
-pub fn pipeline(_env: &Environment, model: &Model, _opts: SessionOptions) -> Result<Pipeline> {
-    Err(Error::config(format!("face model `{}` is not supported yet", model.manifest.name), None))
+pub mod align;
+pub mod detect;
+pub mod embed;
+pub mod openset;
+pub mod sheet;
+
+pub use detect::DetectorSpec;
+pub use embed::EmbedderSpec;
+
+/// Bumped whenever the face code changes what it produces for the same image and options, so cached
+/// embeddings of older code are never reused.
+pub const FACE_CODE_VERSION: u32 = 1;
+
+/// [`choose_training_face`] calls an image ambiguous when another face's area is more than this
+/// share of the most prominent face's area.
+pub const AMBIGUOUS_AREA_RATIO: f32 = 0.7;
+
+/// Options of the face pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FaceOptions {
+    /// Detector score threshold in 0..1 (OpenCV's default for YuNet is 0.9; 0.6 keeps harder
+    /// faces: side views, low light, greyscale).
+    pub score_threshold: f32,
+    /// Faces whose box is narrower or shorter than this many original pixels are ignored: too few
+    /// pixels to tell people apart (SFace works on 112×112 crops).
+    pub min_face_px: f32,
+    /// Non-maximum suppression IoU threshold.
+    pub nms_iou: f32,
+}
+
+impl Default for FaceOptions {
+    fn default() -> Self {
+        FaceOptions {
+            score_threshold: 0.6,
+            min_face_px: 20.0,
+            nms_iou: 0.3,
+        }
+    }
+}
+
+impl FaceOptions {
+    /// Checks the values before anything runs.
+    pub fn check(&self) -> Result<()> {
+        let unit = |v: f32| v.is_finite() && (0.0..=1.0).contains(&v);
+        if !unit(self.score_threshold) {
+            return Err(Error::config(
+                format!(
+                    "face score threshold must be in 0..1, got {}",
+                    self.score_threshold
+                ),
+                None,
+            ));
+        }
+        if !unit(self.nms_iou) {
+            return Err(Error::config(
+                format!(
+                    "face NMS IoU threshold must be in 0..1, got {}",
+                    self.nms_iou
+                ),
+                None,
+            ));
+        }
+        if !(self.min_face_px.is_finite() && self.min_face_px >= 0.0) {
+            return Err(Error::config(
+                format!(
+                    "minimum face size must be 0 or more pixels, got {}",
+                    self.min_face_px
+                ),
+                None,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The detector and embedder a `kind = "face"` manifest describes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaceModel {
+    /// Model name.
+    pub name: String,
+    /// The `[detector]` table.
+    pub detector: DetectorSpec,
+    /// The `[embedder]` table.
+    pub embedder: EmbedderSpec,
+    /// Detector file, resolved.
+    pub detector_path: PathBuf,
+    /// Embedder file, resolved.
+    pub embedder_path: PathBuf,
+    /// The manifest file.
+    pub manifest_path: PathBuf,
+}
+
+impl FaceModel {
+    /// Reads the `[detector]` and `[embedder]` tables of a face manifest.
+    pub fn from_model(model: &Model) -> Result<FaceModel> {
+        let m = &model.manifest;
+        let bad = |msg: String| {
+            Error::bad_file(
+                &model.manifest_path,
+                msg,
+                Some("compare it with models/face.toml".into()),
+            )
+        };
+        let table = |t: &Option<toml::Table>, name: &str| {
+            t.clone()
+                .ok_or_else(|| bad(format!("a face model needs a [{name}] table")))
+        };
+        let detector: DetectorSpec = toml::Value::Table(table(&m.detector, "detector")?)
+            .try_into()
+            .map_err(|e| bad(format!("invalid [detector] table: {e}")))?;
+        let embedder: EmbedderSpec = toml::Value::Table(table(&m.embedder, "embedder")?)
+            .try_into()
+            .map_err(|e| bad(format!("invalid [embedder] table: {e}")))?;
+        if detector.size == 0
+            || detector.strides.is_empty()
+            || detector
+                .strides
+                .iter()
+                .any(|&s| s == 0 || !detector.size.is_multiple_of(s))
+        {
+            return Err(bad(format!(
+                "[detector] size {} and strides {:?} do not fit together",
+                detector.size, detector.strides
+            )));
+        }
+        if embedder.align_landmarks.len() != 5 {
+            return Err(bad(format!(
+                "[embedder] align_landmarks needs 5 points, found {}",
+                embedder.align_landmarks.len()
+            )));
+        }
+        if embedder.size == 0 || embedder.dim == 0 || detector.scale <= 0.0 || embedder.scale <= 0.0
+        {
+            return Err(bad(
+                "[embedder] size and dim, and both `scale`s, must be positive".into(),
+            ));
+        }
+        Ok(FaceModel {
+            name: m.name.clone(),
+            detector_path: model.resolve(&detector.file),
+            embedder_path: model.resolve(&embedder.file),
+            detector,
+            embedder,
+            manifest_path: model.manifest_path.clone(),
+        })
+    }
+
+    /// sha256 identifying the pair: sha256 of `"<detector sha256>+<embedder sha256>"`.
+    pub fn combined_sha256(&self) -> String {
+        let text = format!("{}+{}", self.detector.sha256, self.embedder.sha256);
+        crate::models::hex(&Sha256::digest(text.as_bytes()))
+    }
+
+    /// Identifies everything between the decoded image and the embedding: letterbox rule, options,
+    /// alignment template, crop size and colour, and [`FACE_CODE_VERSION`].
+    pub fn preprocess_id(&self, opts: &FaceOptions) -> String {
+        let text = format!(
+            "face-v{FACE_CODE_VERSION}|letterbox {} upscale-to {} bilinear {:?}/{}|score>={} nms {} min {}px|align lsq-similarity bilinear {:?}|crop {} {:?}/{}",
+            self.detector.size,
+            detect::UPSCALE_TO,
+            self.detector.colour,
+            self.detector.scale,
+            opts.score_threshold,
+            opts.nms_iou,
+            opts.min_face_px,
+            self.embedder.align_landmarks,
+            self.embedder.size,
+            self.embedder.colour,
+            self.embedder.scale,
+        );
+        crate::models::hex(&Sha256::digest(text.as_bytes()))
+    }
+}
+
+/// Checks a face model file against the sha256 its manifest table gives.
+fn verify_file(path: &Path, expected: &str, manifest: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Err(Error::bad_file(
+            path,
+            "face model file not found",
+            Some(format!(
+                "run {} to build it",
+                crate::runtime::project_dir()
+                    .join("scripts/setup")
+                    .display()
+            )),
+        ));
+    }
+    let actual = crate::models::sha256_file(path)?;
+    if actual != expected {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "sha256 is {actual}, but the manifest {} says {expected}",
+                manifest.display()
+            ),
+            Some(
+                "the file was changed or only partly written; rebuild it with scripts/setup".into(),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Prominence of a face in a `width`×`height` image: clipped box area × centrality (see the
+/// module documentation).
+pub fn prominence(face: &FaceBox, width: u32, height: u32) -> f32 {
+    let Some(b) = clip_box(&face.bbox, width, height) else {
+        return 0.0;
+    };
+    let (cx, cy) = (b[0] + b[2] / 2.0, b[1] + b[3] / 2.0);
+    let (icx, icy) = (width as f32 / 2.0, height as f32 / 2.0);
+    let d_max = icx.hypot(icy).max(f32::MIN_POSITIVE);
+    let centrality = 1.0 - 0.5 * ((cx - icx).hypot(cy - icy) / d_max).min(1.0);
+    b[2] * b[3] * centrality
+}
+
+/// `[x, y, w, h]` clipped to the image, or `None` when nothing of it is inside.
+pub fn clip_box(b: &[f32; 4], width: u32, height: u32) -> Option<[f32; 4]> {
+    let (x0, y0) = (b[0].max(0.0), b[1].max(0.0));
+    let (x1, y1) = (
+        (b[0] + b[2]).min(width as f32),
+        (b[1] + b[3]).min(height as f32),
+    );
+    (x1 > x0 && y1 > y0).then_some([x0, y0, x1 - x0, y1 - y0])
+}
+
+/// A face found in an image and kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectedFace {
+    /// Box (clipped to the image), score and landmarks, in original pixels.
+    pub face: FaceBox,
+    /// See [`prominence`].
+    pub prominence: f32,
+}
+
+/// A face the detector found but the pipeline ignored, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IgnoredFace {
+    /// The face as detected (box not clipped).
+    pub face: FaceBox,
+    /// Why it was ignored, for people.
+    pub reason: String,
+}
+
+/// What the detector found in one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detections {
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// Kept faces, most prominent first.
+    pub faces: Vec<DetectedFace>,
+    /// Faces found but ignored (too small, or outside the image).
+    pub ignored: Vec<IgnoredFace>,
+}
+
+/// A kept face, aligned and embedded.
+#[derive(Debug, Clone)]
+pub struct AnalysedFace {
+    /// Box, score and landmarks in original pixels.
+    pub face: FaceBox,
+    /// See [`prominence`].
+    pub prominence: f32,
+    /// The aligned crop the embedder saw.
+    pub crop: RgbImage,
+    /// L2-normalised embedding.
+    pub vector: Vec<f32>,
+}
+
+/// Every face of one image, aligned and embedded.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// Kept faces, most prominent first.
+    pub faces: Vec<AnalysedFace>,
+    /// Faces found but ignored, and why.
+    pub ignored: Vec<IgnoredFace>,
+}
+
+impl Analysis {
+    /// The embeddings, most prominent face first.
+    pub fn embeddings(&self) -> Vec<Embedding> {
+        self.faces
+            .iter()
+            .map(|f| Embedding {
+                vector: f.vector.clone(),
+                face: Some(f.face),
+            })
+            .collect()
+    }
+}
+
+/// Open detector and embedder sessions, with the options they run with.
+#[derive(Debug)]
+pub struct FaceEngine {
+    model: FaceModel,
+    opts: FaceOptions,
+    detector: detect::Detector,
+    embedder: embed::Embedder,
+}
+
+impl FaceEngine {
+    /// Checks both files' sha256 against the manifest, then opens both sessions.
+    pub fn open(
+        env: &Environment,
+        model: &Model,
+        session: SessionOptions,
+        opts: FaceOptions,
+    ) -> Result<FaceEngine> {
+        opts.check()?;
+        let fm = FaceModel::from_model(model)?;
+        verify_file(&fm.detector_path, &fm.detector.sha256, &fm.manifest_path)?;
+        verify_file(&fm.embedder_path, &fm.embedder.sha256, &fm.manifest_path)?;
+        let detector = detect::Detector::open(env, &fm.detector, &fm.detector_path, session)?;
+        let embedder = embed::Embedder::open(env, &fm.embedder, &fm.embedder_path, session)?;
+        Ok(FaceEngine {
+            model: fm,
+            opts,
+            detector,
+            embedder,
+        })
+    }
+
+    /// The face model.
+    pub fn model(&self) -> &FaceModel {
+        &self.model
+    }
+
+    /// The options.
+    pub fn options(&self) -> &FaceOptions {
+        &self.opts
+    }
+
+    /// Detects faces: boxes clipped to the image, faces smaller than `min_face_px` (unclipped box)
+    /// or entirely outside the image ignored with a reason, the rest sorted by [`prominence`].
+    pub fn detect(&mut self, img: &RgbImage) -> Result<Detections> {
+        let (w, h) = img.dimensions();
+        let raw = self
+            .detector
+            .detect(img, self.opts.score_threshold, self.opts.nms_iou)?;
+        let (mut faces, mut ignored) = (Vec::new(), Vec::new());
+        for f in raw {
+            let side = f.bbox[2].min(f.bbox[3]);
+            if side < self.opts.min_face_px {
+                ignored.push(IgnoredFace {
+                    face: f,
+                    reason: format!(
+                        "face too small: {side:.0} px, the minimum is {:.0} px",
+                        self.opts.min_face_px
+                    ),
+                });
+                continue;
+            }
+            let Some(clipped) = clip_box(&f.bbox, w, h) else {
+                ignored.push(IgnoredFace {
+                    face: f,
+                    reason: "face box lies outside the image".into(),
+                });
+                continue;
+            };
+            let face = FaceBox { bbox: clipped, ..f };
+            faces.push(DetectedFace {
+                prominence: prominence(&face, w, h),
+                face,
+            });
+        }
+        faces.sort_by(|a, b| {
+            b.prominence
+                .total_cmp(&a.prominence)
+                .then(b.face.score.total_cmp(&a.face.score))
+        });
+        Ok(Detections {
+            width: w,
+            height: h,
+            faces,
+            ignored,
+        })
+    }
+
+    /// The aligned crop of one face (black where the face extends past the image).
+    pub fn align(&self, img: &RgbImage, face: &FaceBox) -> Option<RgbImage> {
+        align::align_crop(
+            img,
+            &face.landmarks,
+            &self.model.embedder.align_landmarks,
+            self.model.embedder.size,
+        )
+    }
+
+    /// Detects, aligns and embeds every face.
+    pub fn analyse(&mut self, img: &RgbImage) -> Result<Analysis> {
+        let det = self.detect(img)?;
+        let mut faces = Vec::with_capacity(det.faces.len());
+        let mut ignored = det.ignored;
+        for d in det.faces {
+            let Some(crop) = self.align(img, &d.face) else {
+                ignored.push(IgnoredFace {
+                    face: d.face,
+                    reason: "landmarks are degenerate; cannot align".into(),
+                });
+                continue;
+            };
+            let vector = self.embedder.embed(&crop)?;
+            faces.push(AnalysedFace {
+                face: d.face,
+                prominence: d.prominence,
+                crop,
+                vector,
+            });
+        }
+        Ok(Analysis {
+            width: det.width,
+            height: det.height,
+            faces,
+            ignored,
+        })
+    }
+
+    /// Every face's embedding, most prominent first (empty when there is no face).
+    pub fn embed_image(&mut self, img: &RgbImage) -> Result<Vec<Embedding>> {
+        Ok(self.analyse(img)?.embeddings())
+    }
+}
+
+/// Which face of an image to train on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "choice")]
+pub enum FaceChoice {
+    /// This face (an index into the image's faces).
+    Face(usize),
+    /// The image has no face.
+    NoFace,
+    /// Two faces are about equally large: which person the image is *of* is unclear.
+    Ambiguous {
+        /// The most prominent face.
+        first: usize,
+        /// The largest other face.
+        second: usize,
+        /// Its area divided by the first's.
+        area_ratio: f32,
+    },
+}
+
+/// Picks the face to train on from an image's faces as the pipeline returns them (most prominent
+/// first): the first one, unless another face's box area is more than [`AMBIGUOUS_AREA_RATIO`] of
+/// its area, then [`FaceChoice::Ambiguous`].
+///
+/// Why area and 0.7: the image size is not stored with cached embeddings, so the centrality part of
+/// prominence cannot be recomputed here; box area is what remains, and it is what makes a person
+/// the subject of a photo. An area ratio of 0.7 means the other face is about 84% as wide: two
+/// people side by side at the same distance (ratio 0.8–1.0) are ambiguous, while a subject in front
+/// of bystanders (usually under half the area) is not. An ambiguous image is better reported to the
+/// user than silently trained on the wrong person. Faces without a box (whole-image models) give
+/// `Face(0)`.
+pub fn choose_training_face(faces: &[Embedding]) -> FaceChoice {
+    let Some(first) = faces.first() else {
+        return FaceChoice::NoFace;
+    };
+    let Some(fb) = first.face else {
+        return FaceChoice::Face(0);
+    };
+    let area = |b: &FaceBox| b.bbox[2].max(0.0) * b.bbox[3].max(0.0);
+    let a0 = area(&fb);
+    let runner_up = faces
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(i, e)| e.face.map(|b| (i, area(&b))))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    match runner_up {
+        Some((i, a)) if a0 <= 0.0 || a > AMBIGUOUS_AREA_RATIO * a0 => FaceChoice::Ambiguous {
+            first: 0,
+            second: i,
+            area_ratio: if a0 > 0.0 { a / a0 } else { f32::INFINITY },
+        },
+        _ => FaceChoice::Face(0),
+    }
+}
+
+struct FacePreparer;
+
+impl Prepare for FacePreparer {
+    fn prepare(&self, bytes: &[u8]) -> Result<Prepared, ImageProblem> {
+        Ok(Prepared::Image(Arc::new(crate::preprocess::decode_rgb(
+            bytes,
+        )?)))
+    }
+}
+
+struct FaceRunner {
+    env: Environment,
+    model: Model,
+    session: SessionOptions,
+    opts: FaceOptions,
+    engine: Option<FaceEngine>,
+    images_run: u64,
+}
+
+impl Run for FaceRunner {
+    fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>> {
+        if self.engine.is_none() {
+            self.engine = Some(FaceEngine::open(
+                &self.env,
+                &self.model,
+                self.session,
+                self.opts,
+            )?);
+        }
+        let engine = self.engine.as_mut().expect("opened above");
+        let mut out = Vec::with_capacity(batch.len());
+        for p in batch {
+            let Prepared::Image(img) = p else {
+                unreachable!("the face preparer makes images")
+            };
+            out.push(engine.embed_image(&img)?);
+            self.images_run += 1;
+        }
+        Ok(out)
+    }
+
+    fn images_run(&self) -> u64 {
+        self.images_run
+    }
+}
+
+/// The face pipeline a `kind = "face"` manifest describes, with default [`FaceOptions`].
+pub fn pipeline(env: &Environment, model: &Model, opts: SessionOptions) -> Result<Pipeline> {
+    pipeline_with(env, model, opts, FaceOptions::default())
+}
+
+/// The face pipeline with explicit [`FaceOptions`]. Reads only the manifest: both model files are
+/// checked and opened on the first batch.
+pub fn pipeline_with(
+    env: &Environment,
+    model: &Model,
+    opts: SessionOptions,
+    face_opts: FaceOptions,
+) -> Result<Pipeline> {
+    face_opts.check()?;
+    let fm = FaceModel::from_model(model)?;
+    Ok(Pipeline {
+        identity: CacheIdentity {
+            model: model.manifest.name.clone(),
+            sha256: fm.combined_sha256(),
+            preprocess_id: fm.preprocess_id(&face_opts),
+        },
+        preparer: Arc::new(FacePreparer),
+        runner: Box::new(FaceRunner {
+            env: env.clone(),
+            model: model.clone(),
+            session: opts,
+            opts: face_opts,
+            engine: None,
+            images_run: 0,
+        }),
+        model: model.clone(),
+    })
 }
