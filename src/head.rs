@@ -29,7 +29,7 @@ use linfa::traits::{Fit, PredictInplace};
 use linfa::ParamGuard;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{
-    s, Array1, Array2, ArrayBase, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Data, Ix2,
+    s, Array1, Array2, ArrayBase, ArrayView1, ArrayView2, ArrayViewMut2, Axis, CowArray, Data, Ix2,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -567,6 +567,7 @@ pub fn fit(
     let (mean, scale) = standardisation(x);
     let xs = standardise(x, &mean, &scale);
 
+    let trainer = Trainer::new(&xs, y, k, params);
     let (chosen, init, cv) = if cv_wanted {
         let folds = params.folds.min(min_count);
         let mut notes = Vec::new();
@@ -577,7 +578,7 @@ pub fn fit(
             ));
         }
         let fold_of = stratified_folds(y, k, folds, params.seed);
-        let (points, mean_theta) = cross_validate(&xs, y, k, &fold_of, folds, &grid, params);
+        let (points, mean_theta) = cross_validate(&trainer, &fold_of, folds, &grid);
         let mut best = 0;
         for (i, p) in points.iter().enumerate() {
             if p.log_loss < points[best].log_loss {
@@ -606,21 +607,18 @@ pub fn fit(
         (grid[0], None, None)
     };
 
-    let problem = Problem::new(xs.view(), y, k, chosen, params.class_weight);
-    let mut theta = init.unwrap_or_else(|| vec![0.0; k * (d + 1)]);
-    let refit = lbfgs::minimize(
-        |t, g| problem.eval(t, g),
-        &mut theta,
-        params.max_iter,
-        params.tol as f64,
-    );
+    let all: Vec<usize> = (0..n).collect();
+    let part = trainer.part(&all, &[]);
+    let mut theta = init.unwrap_or_else(|| vec![0.0; trainer.param_len(n)]);
+    let refit = trainer.solve(&part, chosen, &mut theta);
+    let (weights, bias) = trainer.weights_and_bias(&part, &theta);
     let head = SoftmaxHead {
         classes: k,
         dim: d,
         mean,
         scale,
-        weights: theta[..k * d].to_vec(),
-        bias: theta[k * d..].to_vec(),
+        weights,
+        bias,
         l2: chosen,
     };
     Ok(HeadFit { head, cv, refit })
@@ -692,18 +690,16 @@ fn stratified_folds(y: &[usize], k: usize, folds: usize, seed: u64) -> Vec<usize
 }
 
 /// Runs every fold along the strength path (strong → weak, warm-started), in parallel.
-/// Returns one point per strength and the mean of the folds' parameters at each strength.
+/// Returns one point per strength and the mean of the folds' parameters at each strength, in the
+/// coordinates of a fit on all rows (ready to start the refit from).
 fn cross_validate(
-    xs: &Array2<f32>,
-    y: &[usize],
-    k: usize,
+    trainer: &Trainer,
     fold_of: &[usize],
     folds: usize,
     grid: &[f32],
-    params: &SoftmaxValidParams,
 ) -> (Vec<CvPoint>, Vec<Vec<f32>>) {
-    let d = xs.ncols();
-    let p = k * (d + 1);
+    let y = trainer.y;
+    let p = trainer.param_len(y.len());
     // Per fold, per strength: (sum of log loss, correct count, held-out count, stats, theta).
     type FoldOut = Vec<(f64, usize, usize, SolverStats, Vec<f32>)>;
     let per_fold: Vec<FoldOut> = (0..folds)
@@ -711,22 +707,15 @@ fn cross_validate(
         .map(|f| {
             let train: Vec<usize> = (0..y.len()).filter(|&i| fold_of[i] != f).collect();
             let held: Vec<usize> = (0..y.len()).filter(|&i| fold_of[i] == f).collect();
-            let xt = xs.select(Axis(0), &train);
-            let xh = xs.select(Axis(0), &held);
-            let yt: Vec<usize> = train.iter().map(|&i| y[i]).collect();
-            let yh: Vec<usize> = held.iter().map(|&i| y[i]).collect();
-            let mut theta = vec![0.0f32; p];
+            let part = trainer.part(&train, &held);
+            let mut theta = vec![0.0f32; trainer.param_len(train.len())];
             grid.iter()
                 .map(|&l2| {
-                    let problem = Problem::new(xt.view(), &yt, k, l2, params.class_weight);
-                    let stats = lbfgs::minimize(
-                        |t, g| problem.eval(t, g),
-                        &mut theta,
-                        params.max_iter,
-                        params.tol as f64,
-                    );
-                    let (loss, correct) = held_out_scores(xh.view(), &yh, &theta, k);
-                    (loss, correct, yh.len(), stats, theta.clone())
+                    let stats = trainer.solve(&part, l2, &mut theta);
+                    let z = trainer.held_out_logits(&part, &theta);
+                    let (loss, correct) = held_out_scores(z, &part.held_y);
+                    let embedded = trainer.embed(&theta, &train);
+                    (loss, correct, held.len(), stats, embedded)
                 })
                 .collect()
         })
@@ -768,21 +757,13 @@ fn cross_validate(
     (points, means)
 }
 
-/// Summed log loss (probabilities clipped to [1e-15, 1]) and number of correct predictions.
-fn held_out_scores(x: ArrayView2<f32>, y: &[usize], theta: &[f32], k: usize) -> (f64, usize) {
-    let d = x.ncols();
-    let w = ArrayView2::from_shape((k, d), &theta[..k * d]).expect("theta shape");
-    let b = &theta[k * d..];
-    let mut z = Array2::zeros((x.nrows(), k));
-    general_mat_mul(1.0, &x, &w.t(), 0.0, &mut z);
+/// Summed log loss (probabilities clipped to [1e-15, 1]) and number of correct predictions, from
+/// logits with the bias added.
+fn held_out_scores(mut z: Array2<f32>, y: &[usize]) -> (f64, usize) {
     let mut loss = 0.0;
     let mut correct = 0;
-    for (row, &label) in z.rows_mut().into_iter().zip(y) {
-        let mut row = row;
+    for (mut row, &label) in z.rows_mut().into_iter().zip(y) {
         let r = row.as_slice_mut().expect("contiguous");
-        for (v, bj) in r.iter_mut().zip(b) {
-            *v += bj;
-        }
         if argmax(r) == label {
             correct += 1;
         }
@@ -794,12 +775,235 @@ fn held_out_scores(x: ArrayView2<f32>, y: &[usize], theta: &[f32], k: usize) -> 
     (loss, correct)
 }
 
+/// Sample weights (see [`ClassWeight`]) and their sum.
+fn sample_weights(y: &[usize], k: usize, cw: ClassWeight) -> (Vec<f32>, f64) {
+    let n = y.len();
+    let sw = match cw {
+        ClassWeight::None => vec![1.0; n],
+        ClassWeight::Balanced => {
+            let mut counts = vec![0usize; k];
+            for &c in y {
+                counts[c] += 1;
+            }
+            let present = counts.iter().filter(|&&c| c > 0).count();
+            y.iter()
+                .map(|&c| n as f32 / (present * counts[c]) as f32)
+                .collect()
+        }
+    };
+    let s = sw.iter().map(|&v| v as f64).sum();
+    (sw, s)
+}
+
+/// Turns logits `z` (rows × k, bias not yet added) into weighted residuals `sᵢ (pᵢ − e_yᵢ)` in
+/// place, adds their column sums to `gb`, and returns `Σ sᵢ CEᵢ`.
+fn residuals(z: &mut [f32], b: &[f32], y: &[usize], sw: &[f32], k: usize, gb: &mut [f64]) -> f64 {
+    let mut loss = 0.0f64;
+    for ((r, &label), &s) in z.chunks_exact_mut(k).zip(y).zip(sw) {
+        let mut max = f32::NEG_INFINITY;
+        for (v, bj) in r.iter_mut().zip(b) {
+            *v += bj;
+            max = max.max(*v);
+        }
+        let mut sum = 0.0f32;
+        for v in r.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        // −log p_label = log Σ exp(z − max) − (z_label − max)
+        loss += s as f64 * ((sum as f64).ln() - (r[label] as f64).ln());
+        let inv = s / sum;
+        for (j, v) in r.iter_mut().enumerate() {
+            *v *= inv;
+            if j == label {
+                *v -= s;
+            }
+            gb[j] += *v as f64;
+        }
+    }
+    loss
+}
+
+/// `out = a · b`, with the rows of `a` (and `out`) split into chunks run in parallel.
+fn par_gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, out: &mut ArrayViewMut2<f32>) {
+    let rows = a.nrows();
+    let chunk = rows.div_ceil(2 * rayon::current_num_threads()).max(64);
+    let pairs: Vec<_> = a
+        .axis_chunks_iter(Axis(0), chunk)
+        .zip(out.axis_chunks_iter_mut(Axis(0), chunk))
+        .collect();
+    pairs.into_par_iter().for_each(|(ac, mut oc)| {
+        general_mat_mul(1.0, &ac, &b, 0.0, &mut oc);
+    });
+}
+
+/// Everything the fits of one training run share: the standardised features, the labels, and,
+/// when there are fewer than twice as many samples as features, their Gram matrix `X Xᵀ`.
+///
+/// In the Gram form the weights are kept as `W = Aᵀ X` (`A`: one row of `k` coefficients per
+/// training sample). At an L2 optimum `W` lies in the span of the training rows, and L-BFGS started
+/// there never leaves it, so this is the same problem and, with the metric `⟨U, V⟩ = tr(Uᵀ K V)`,
+/// the very same iterates — but each iteration costs one `n × n × k` product instead of two
+/// `n × d × k` ones, and line-search steps cost almost nothing.
+struct Trainer<'a> {
+    xs: &'a Array2<f32>,
+    y: &'a [usize],
+    k: usize,
+    gram: Option<Array2<f32>>,
+    params: &'a SoftmaxValidParams,
+}
+
+/// The matrices of one fit: its training rows, and the held-out rows to score, if any.
+struct Part<'a> {
+    /// Training rows of the standardised features.
+    x: CowArray<'a, f32, Ix2>,
+    y: Vec<usize>,
+    /// Gram matrix of the training rows (Gram form).
+    gram: Option<CowArray<'a, f32, Ix2>>,
+    /// Held-out rows: features (primal form) or their products with the training rows (Gram).
+    held: Array2<f32>,
+    held_y: Vec<usize>,
+}
+
+impl<'a> Trainer<'a> {
+    fn new(xs: &'a Array2<f32>, y: &'a [usize], k: usize, params: &'a SoftmaxValidParams) -> Self {
+        let (n, d) = xs.dim();
+        let gram = (n < 2 * d).then(|| {
+            let mut g = Array2::zeros((n, n));
+            par_gemm(xs.view(), xs.t(), &mut g.view_mut());
+            g
+        });
+        Trainer {
+            xs,
+            y,
+            k,
+            gram,
+            params,
+        }
+    }
+
+    /// Length of the parameter vector of a fit on `rows` training rows.
+    fn param_len(&self, rows: usize) -> usize {
+        match self.gram {
+            Some(_) => rows * self.k + self.k,
+            None => self.k * (self.xs.ncols() + 1),
+        }
+    }
+
+    /// The matrices for training on `train` and scoring `held` (both sorted row indices).
+    fn part(&self, train: &[usize], held: &[usize]) -> Part<'_> {
+        let everything = train.len() == self.xs.nrows();
+        let x = if everything {
+            CowArray::from(self.xs.view())
+        } else {
+            CowArray::from(self.xs.select(Axis(0), train))
+        };
+        let gram = self.gram.as_ref().map(|g| {
+            if everything {
+                CowArray::from(g.view())
+            } else {
+                CowArray::from(g.select(Axis(0), train).select(Axis(1), train))
+            }
+        });
+        let held_m = match &self.gram {
+            Some(g) => g.select(Axis(0), held).select(Axis(1), train),
+            None => self.xs.select(Axis(0), held),
+        };
+        Part {
+            x,
+            y: train.iter().map(|&i| self.y[i]).collect(),
+            gram,
+            held: held_m,
+            held_y: held.iter().map(|&i| self.y[i]).collect(),
+        }
+    }
+
+    /// Minimises the objective at strength `l2` on `part`, from `theta` (updated).
+    fn solve(&self, part: &Part, l2: f32, theta: &mut [f32]) -> SolverStats {
+        let (sw, s) = sample_weights(&part.y, self.k, self.params.class_weight);
+        let (max_iter, tol) = (self.params.max_iter, self.params.tol as f64);
+        match &part.gram {
+            Some(g) => {
+                let mut obj = GramLine::new(g.view(), part.x.view(), &part.y, &sw, self.k, s, l2);
+                lbfgs::minimize(&mut obj, theta, max_iter, tol)
+            }
+            None => {
+                let problem = Problem {
+                    x: part.x.view(),
+                    y: &part.y,
+                    sw: &sw,
+                    k: self.k,
+                    inv_s: 1.0 / s,
+                    l2_over_s: l2 as f64 / s,
+                };
+                let mut obj = lbfgs::Closure::new(|t: &[f32], g: &mut [f32]| problem.eval(t, g));
+                lbfgs::minimize(&mut obj, theta, max_iter, tol)
+            }
+        }
+    }
+
+    /// Logits (bias added) of the held-out rows of `part`.
+    fn held_out_logits(&self, part: &Part, theta: &[f32]) -> Array2<f32> {
+        let k = self.k;
+        let m = part.held.nrows();
+        let split = theta.len() - k;
+        let mut z = Array2::zeros((m, k));
+        match part.gram {
+            Some(_) => {
+                let a = ArrayView2::from_shape((part.x.nrows(), k), &theta[..split]).expect("A");
+                general_mat_mul(1.0, &part.held, &a, 0.0, &mut z);
+            }
+            None => {
+                let w = ArrayView2::from_shape((k, self.xs.ncols()), &theta[..split]).expect("W");
+                general_mat_mul(1.0, &part.held, &w.t(), 0.0, &mut z);
+            }
+        }
+        for mut row in z.rows_mut() {
+            row += &ArrayView1::from(&theta[split..]);
+        }
+        z
+    }
+
+    /// `theta` of a fit on `train` rows, in the coordinates of a fit on all rows.
+    fn embed(&self, theta: &[f32], train: &[usize]) -> Vec<f32> {
+        let k = self.k;
+        match self.gram {
+            None => theta.to_vec(),
+            Some(_) => {
+                let n = self.xs.nrows();
+                let mut out = vec![0.0f32; n * k + k];
+                for (j, &i) in train.iter().enumerate() {
+                    out[i * k..(i + 1) * k].copy_from_slice(&theta[j * k..(j + 1) * k]);
+                }
+                out[n * k..].copy_from_slice(&theta[train.len() * k..]);
+                out
+            }
+        }
+    }
+
+    /// The head's weights (`k × d`, row-major) and bias from a fit's parameters.
+    fn weights_and_bias(&self, part: &Part, theta: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let k = self.k;
+        let split = theta.len() - k;
+        let bias = theta[split..].to_vec();
+        match part.gram {
+            None => (theta[..split].to_vec(), bias),
+            Some(_) => {
+                let a = ArrayView2::from_shape((part.x.nrows(), k), &theta[..split]).expect("A");
+                let mut w = Array2::zeros((k, part.x.ncols()));
+                par_gemm(a.t(), part.x.view(), &mut w.view_mut());
+                (w.into_raw_vec_and_offset().0, bias)
+            }
+        }
+    }
+}
+
 /// The per-sample mean objective of one fit: `(1/S) Σ sᵢ CEᵢ + l2/(2S) ‖W‖²`, `S = Σ sᵢ`.
 /// Parameters `θ = [W (k×d, row-major), b (k)]`.
 struct Problem<'a> {
     x: ArrayView2<'a, f32>,
-    y: Vec<usize>,
-    sw: Vec<f32>,
+    y: &'a [usize],
+    sw: &'a [f32],
     k: usize,
     inv_s: f64,
     l2_over_s: f64,
@@ -808,36 +1012,7 @@ struct Problem<'a> {
 /// Rows per parallel chunk of an evaluation.
 const CHUNK_ROWS: usize = 256;
 
-impl<'a> Problem<'a> {
-    /// `y` holds one label per row of `x`.
-    fn new(x: ArrayView2<'a, f32>, y: &[usize], k: usize, l2: f32, cw: ClassWeight) -> Self {
-        debug_assert_eq!(y.len(), x.nrows());
-        let y = y.to_vec();
-        let n = y.len();
-        let sw = match cw {
-            ClassWeight::None => vec![1.0; n],
-            ClassWeight::Balanced => {
-                let mut counts = vec![0usize; k];
-                for &c in &y {
-                    counts[c] += 1;
-                }
-                let present = counts.iter().filter(|&&c| c > 0).count();
-                y.iter()
-                    .map(|&c| n as f32 / (present * counts[c]) as f32)
-                    .collect()
-            }
-        };
-        let s: f64 = sw.iter().map(|&v| v as f64).sum();
-        Problem {
-            x,
-            y,
-            sw,
-            k,
-            inv_s: 1.0 / s,
-            l2_over_s: l2 as f64 / s,
-        }
-    }
-
+impl Problem<'_> {
     /// Objective at `theta`; writes its gradient into `grad`.
     fn eval(&self, theta: &[f32], grad: &mut [f32]) -> f64 {
         let (n, d) = self.x.dim();
@@ -853,34 +1028,9 @@ impl<'a> Problem<'a> {
                 let xc = self.x.slice(s![r0..r1, ..]);
                 let mut z = Array2::<f32>::zeros((r1 - r0, k));
                 general_mat_mul(1.0, &xc, &w.t(), 0.0, &mut z);
-                let mut loss = 0.0f64;
                 let mut gb = vec![0.0f64; k];
-                for (i, mut row) in z.rows_mut().into_iter().enumerate() {
-                    let r = row.as_slice_mut().expect("contiguous");
-                    let label = self.y[r0 + i];
-                    let s = self.sw[r0 + i];
-                    let mut max = f32::NEG_INFINITY;
-                    for (v, bj) in r.iter_mut().zip(b) {
-                        *v += bj;
-                        max = max.max(*v);
-                    }
-                    let mut sum = 0.0f32;
-                    for v in r.iter_mut() {
-                        *v = (*v - max).exp();
-                        sum += *v;
-                    }
-                    let z_label = r[label];
-                    // −log p_label = log Σ exp(z − max) − (z_label − max)
-                    loss += s as f64 * (sum as f64).ln() - s as f64 * (z_label as f64).ln();
-                    let inv = s / sum;
-                    for (j, v) in r.iter_mut().enumerate() {
-                        *v *= inv;
-                        if j == label {
-                            *v -= s;
-                        }
-                        gb[j] += *v as f64;
-                    }
-                }
+                let zs = z.as_slice_mut().expect("contiguous");
+                let loss = residuals(zs, b, &self.y[r0..r1], &self.sw[r0..r1], k, &mut gb);
                 let mut g = Array2::<f32>::zeros((k, d));
                 general_mat_mul(1.0, &z.t(), &xc, 0.0, &mut g);
                 (loss, g, gb)
@@ -910,7 +1060,191 @@ impl<'a> Problem<'a> {
     }
 }
 
-/// Limited-memory BFGS with a strong-Wolfe line search (Nocedal & Wright, algorithms 7.4, 3.5, 3.6).
+/// The objective in the Gram form (see [`Trainer`]): `θ = [A (n×k, row-major), b (k)]`,
+/// `W = Aᵀ X`, logits `K A + b`, `‖W‖² = ⟨A, K A⟩`. Vectors carry their metric image
+/// `[K A, b]`; along a line `K (A + t D) = K A + t K D`, so only accepting a step needs a product.
+struct GramLine<'a> {
+    kmat: ArrayView2<'a, f32>,
+    x: ArrayView2<'a, f32>,
+    y: &'a [usize],
+    sw: &'a [f32],
+    k: usize,
+    inv_s: f64,
+    l2_over_s: f64,
+    /// Current point and `K A`.
+    a: Vec<f32>,
+    ka: Vec<f32>,
+    /// Search direction and its metric image.
+    d: Vec<f32>,
+    kd: Vec<f32>,
+    /// Last trial point, its `K A` and its gradient.
+    ta: Vec<f32>,
+    tka: Vec<f32>,
+    tg: Vec<f32>,
+    z: Vec<f32>,
+    /// Estimated ratio of the largest weight-gradient component to its Frobenius norm.
+    ratio: f32,
+}
+
+impl<'a> GramLine<'a> {
+    fn new(
+        kmat: ArrayView2<'a, f32>,
+        x: ArrayView2<'a, f32>,
+        y: &'a [usize],
+        sw: &'a [f32],
+        k: usize,
+        s: f64,
+        l2: f32,
+    ) -> Self {
+        let n = kmat.nrows();
+        let p = n * k + k;
+        GramLine {
+            kmat,
+            x,
+            y,
+            sw,
+            k,
+            inv_s: 1.0 / s,
+            l2_over_s: l2 as f64 / s,
+            a: vec![0.0; p],
+            ka: vec![0.0; n * k],
+            d: vec![0.0; p],
+            kd: vec![0.0; p],
+            ta: vec![0.0; p],
+            tka: vec![0.0; n * k],
+            tg: vec![0.0; p],
+            z: vec![0.0; n * k],
+            ratio: 1.0 / ((k * x.ncols()) as f32).sqrt(),
+        }
+    }
+
+    /// `out = K v` for `v` of shape n × k.
+    fn kmul(&self, v: &[f32], out: &mut [f32]) {
+        let n = self.kmat.nrows();
+        let v = ArrayView2::from_shape((n, self.k), v).expect("n × k");
+        let mut o = ArrayViewMut2::from_shape((n, self.k), out).expect("n × k");
+        par_gemm(self.kmat, v, &mut o);
+    }
+
+    /// Objective at `a` (with `ka = K A`); writes the coefficient gradient into `g`.
+    #[allow(clippy::too_many_arguments)]
+    fn value(
+        a: &[f32],
+        ka: &[f32],
+        g: &mut [f32],
+        z: &mut [f32],
+        y: &[usize],
+        sw: &[f32],
+        k: usize,
+        inv_s: f64,
+        l2_over_s: f64,
+    ) -> f64 {
+        let nk = ka.len();
+        z.copy_from_slice(ka);
+        let mut gb = vec![0.0f64; k];
+        let loss = residuals(z, &a[nk..], y, sw, k, &mut gb);
+        let (inv, l2s) = (inv_s as f32, l2_over_s as f32);
+        let mut wsq = 0.0f64;
+        for i in 0..nk {
+            g[i] = z[i] * inv + l2s * a[i];
+            wsq += a[i] as f64 * ka[i] as f64;
+        }
+        for (gj, v) in g[nk..].iter_mut().zip(&gb) {
+            *gj = (v * inv_s) as f32;
+        }
+        loss * inv_s + 0.5 * l2_over_s * wsq
+    }
+
+    fn image(&self, g: &[f32], mg: &mut [f32]) {
+        let nk = self.ka.len();
+        self.kmul(&g[..nk], &mut mg[..nk]);
+        mg[nk..].copy_from_slice(&g[nk..]);
+    }
+}
+
+impl lbfgs::Objective for GramLine<'_> {
+    fn start(&mut self, x: &[f32], g: &mut [f32], mg: &mut [f32]) -> f64 {
+        let nk = self.ka.len();
+        self.a.copy_from_slice(x);
+        let mut ka = std::mem::take(&mut self.ka);
+        self.kmul(&x[..nk], &mut ka);
+        self.ka = ka;
+        let f = Self::value(
+            &self.a,
+            &self.ka,
+            g,
+            &mut self.z,
+            self.y,
+            self.sw,
+            self.k,
+            self.inv_s,
+            self.l2_over_s,
+        );
+        self.image(g, mg);
+        f
+    }
+
+    fn line(&mut self, d: &[f32], md: &[f32]) {
+        self.d.copy_from_slice(d);
+        self.kd.copy_from_slice(md);
+    }
+
+    fn at(&mut self, step: f64) -> (f64, f64) {
+        let t = step as f32;
+        let nk = self.ka.len();
+        for ((o, a), d) in self.ta.iter_mut().zip(&self.a).zip(&self.d) {
+            *o = a + t * d;
+        }
+        for ((o, a), d) in self.tka.iter_mut().zip(&self.ka).zip(&self.kd[..nk]) {
+            *o = a + t * d;
+        }
+        let f = Self::value(
+            &self.ta,
+            &self.tka,
+            &mut self.tg,
+            &mut self.z,
+            self.y,
+            self.sw,
+            self.k,
+            self.inv_s,
+            self.l2_over_s,
+        );
+        (f, lbfgs::dot(&self.tg, &self.kd))
+    }
+
+    fn accept(&mut self, x: &mut [f32], g: &mut [f32], mg: &mut [f32]) {
+        std::mem::swap(&mut self.a, &mut self.ta);
+        std::mem::swap(&mut self.ka, &mut self.tka);
+        x.copy_from_slice(&self.a);
+        g.copy_from_slice(&self.tg);
+        self.image(g, mg);
+    }
+
+    fn gradient_max(&mut self, g: &[f32], mg: &[f32], tol: f64) -> f32 {
+        let nk = self.ka.len();
+        let bias_max = lbfgs::max_abs(&g[nk..]);
+        let frob = lbfgs::dot(&g[..nk], &mg[..nk]).max(0.0).sqrt() as f32;
+        let estimate = (frob * self.ratio).max(bias_max);
+        if estimate as f64 > tol {
+            return estimate;
+        }
+        // Close: compute the weight gradient Gᵀ X exactly.
+        let n = self.kmat.nrows();
+        let ga = ArrayView2::from_shape((n, self.k), &g[..nk]).expect("n × k");
+        let mut gw = Array2::zeros((self.k, self.x.ncols()));
+        par_gemm(ga.t(), self.x, &mut gw.view_mut());
+        let exact = gw.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        if frob > 0.0 {
+            let floor = 1.0 / ((self.k * self.x.ncols()) as f32).sqrt();
+            self.ratio = (0.7 * exact / frob).max(floor);
+        }
+        exact.max(bias_max)
+    }
+}
+
+/// Limited-memory BFGS with a strong-Wolfe line search (Nocedal & Wright, algorithms 7.4, 3.5,
+/// 3.6), over a space with a metric: every vector `v` travels with its image `M v`, and
+/// `⟨u, v⟩ = u · M v` (the identity for the primal form).
 mod lbfgs {
     use super::SolverStats;
     use std::collections::VecDeque;
@@ -922,7 +1256,79 @@ mod lbfgs {
     /// Relative decrease of the objective below which the run stops (scipy's `factr=1e7`).
     const FTOL: f64 = 1e7 * f64::EPSILON;
 
-    fn dot(a: &[f32], b: &[f32]) -> f64 {
+    /// A smooth objective, seen along search lines.
+    pub(super) trait Objective {
+        /// Value at `x`; writes the gradient `g` and its image `mg`.
+        fn start(&mut self, x: &[f32], g: &mut [f32], mg: &mut [f32]) -> f64;
+        /// The next line: from the current point along `d` (image `md`).
+        fn line(&mut self, d: &[f32], md: &[f32]);
+        /// Value and slope at `current + step · d`.
+        fn at(&mut self, step: f64) -> (f64, f64);
+        /// Moves to the point last passed to `at`: writes it to `x`, its gradient and image.
+        fn accept(&mut self, x: &mut [f32], g: &mut [f32], mg: &mut [f32]);
+        /// The largest absolute component of the gradient, or an estimate above `tol` when it is
+        /// certainly above it.
+        fn gradient_max(&mut self, g: &[f32], mg: &[f32], tol: f64) -> f32;
+    }
+
+    /// A plain function `f(x, grad) -> value` with the identity metric.
+    pub(super) struct Closure<F> {
+        f: F,
+        x: Vec<f32>,
+        d: Vec<f32>,
+        xt: Vec<f32>,
+        gt: Vec<f32>,
+    }
+
+    impl<F: FnMut(&[f32], &mut [f32]) -> f64> Closure<F> {
+        pub(super) fn new(f: F) -> Self {
+            Closure {
+                f,
+                x: Vec::new(),
+                d: Vec::new(),
+                xt: Vec::new(),
+                gt: Vec::new(),
+            }
+        }
+    }
+
+    impl<F: FnMut(&[f32], &mut [f32]) -> f64> Objective for Closure<F> {
+        fn start(&mut self, x: &[f32], g: &mut [f32], mg: &mut [f32]) -> f64 {
+            self.x = x.to_vec();
+            self.xt = x.to_vec();
+            self.gt = vec![0.0; x.len()];
+            self.d = vec![0.0; x.len()];
+            let f = (self.f)(x, g);
+            mg.copy_from_slice(g);
+            f
+        }
+
+        fn line(&mut self, d: &[f32], _md: &[f32]) {
+            self.d.copy_from_slice(d);
+        }
+
+        fn at(&mut self, step: f64) -> (f64, f64) {
+            let t = step as f32;
+            for ((o, x), d) in self.xt.iter_mut().zip(&self.x).zip(&self.d) {
+                *o = x + t * d;
+            }
+            let f = (self.f)(&self.xt, &mut self.gt);
+            (f, dot(&self.gt, &self.d))
+        }
+
+        fn accept(&mut self, x: &mut [f32], g: &mut [f32], mg: &mut [f32]) {
+            std::mem::swap(&mut self.x, &mut self.xt);
+            x.copy_from_slice(&self.x);
+            g.copy_from_slice(&self.gt);
+            mg.copy_from_slice(&self.gt);
+        }
+
+        fn gradient_max(&mut self, g: &[f32], _mg: &[f32], _tol: f64) -> f32 {
+            max_abs(g)
+        }
+    }
+
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f64 {
         // Four partial sums: vectorises, and is more accurate than one running sum.
         let mut acc = [0.0f64; 4];
         let (ca, ra) = a.split_at(a.len() / 4 * 4);
@@ -936,67 +1342,83 @@ mod lbfgs {
         acc.iter().sum::<f64>() + tail
     }
 
-    fn max_abs(v: &[f32]) -> f32 {
+    pub(super) fn max_abs(v: &[f32]) -> f32 {
         v.iter().fold(0.0f32, |m, x| m.max(x.abs()))
     }
 
-    /// Minimises `f` from `x` (updated in place). `f(x, grad)` returns the objective and writes
-    /// the gradient.
-    pub(super) fn minimize<F: FnMut(&[f32], &mut [f32]) -> f64>(
-        mut f: F,
+    fn axpy(y: &mut [f32], a: f64, x: &[f32]) {
+        let a = a as f32;
+        for (yv, xv) in y.iter_mut().zip(x) {
+            *yv += a * xv;
+        }
+    }
+
+    /// One stored correction pair: `s`, `M s`, `y`, `M y`, `1 / ⟨s, y⟩`.
+    struct Pair {
+        s: Vec<f32>,
+        ms: Vec<f32>,
+        y: Vec<f32>,
+        my: Vec<f32>,
+        rho: f64,
+    }
+
+    /// Minimises `obj` from `x` (updated in place).
+    pub(super) fn minimize<O: Objective>(
+        obj: &mut O,
         x: &mut [f32],
         max_iter: usize,
         gtol: f64,
     ) -> SolverStats {
         let p = x.len();
-        let mut g = vec![0.0f32; p];
-        let mut fx = f(x, &mut g);
+        let (mut g, mut mg) = (vec![0.0f32; p], vec![0.0f32; p]);
+        let (mut g_new, mut mg_new) = (vec![0.0f32; p], vec![0.0f32; p]);
+        let mut fx = obj.start(x, &mut g, &mut mg);
         let mut evals = 1;
-        let mut hist: VecDeque<(Vec<f32>, Vec<f32>, f64)> = VecDeque::with_capacity(MEMORY);
-        let mut d = vec![0.0f32; p];
-        let mut xt = vec![0.0f32; p];
-        let mut gt = vec![0.0f32; p];
+        let mut hist: VecDeque<Pair> = VecDeque::with_capacity(MEMORY);
+        let (mut d, mut md) = (vec![0.0f32; p], vec![0.0f32; p]);
         let mut alpha = [0.0f64; MEMORY];
         let mut iterations = 0;
-        let mut converged = (max_abs(&g) as f64) <= gtol;
+        let mut grad_max = obj.gradient_max(&g, &mg, gtol);
+        let mut converged = grad_max as f64 <= gtol;
         while !converged && iterations < max_iter {
             // Two-loop recursion: d = −H g.
             d.copy_from_slice(&g);
-            for (i, (s, y, rho)) in hist.iter().enumerate().rev() {
-                let a = rho * dot(s, &d);
+            md.copy_from_slice(&mg);
+            for (i, pair) in hist.iter().enumerate().rev() {
+                let a = pair.rho * dot(&pair.s, &md);
                 alpha[i] = a;
-                for (dv, yv) in d.iter_mut().zip(y) {
-                    *dv -= (a * *yv as f64) as f32;
-                }
+                axpy(&mut d, -a, &pair.y);
+                axpy(&mut md, -a, &pair.my);
             }
-            if let Some((s, y, _)) = hist.back() {
-                let gamma = (dot(s, y) / dot(y, y)) as f32;
+            if let Some(last) = hist.back() {
+                let gamma = (dot(&last.s, &last.my) / dot(&last.y, &last.my)) as f32;
                 d.iter_mut().for_each(|v| *v *= gamma);
+                md.iter_mut().for_each(|v| *v *= gamma);
             }
-            for (i, (s, y, rho)) in hist.iter().enumerate() {
-                let beta = rho * dot(y, &d);
-                let c = alpha[i] - beta;
-                for (dv, sv) in d.iter_mut().zip(s) {
-                    *dv += (c * *sv as f64) as f32;
-                }
+            for (i, pair) in hist.iter().enumerate() {
+                let beta = pair.rho * dot(&pair.y, &md);
+                axpy(&mut d, alpha[i] - beta, &pair.s);
+                axpy(&mut md, alpha[i] - beta, &pair.ms);
             }
             d.iter_mut().for_each(|v| *v = -*v);
-            let mut dg = dot(&d, &g);
+            md.iter_mut().for_each(|v| *v = -*v);
+            let mut dg = dot(&d, &mg);
             if dg.is_nan() || dg >= 0.0 {
                 // Not a descent direction (rounding): restart from steepest descent.
                 hist.clear();
-                for (dv, gv) in d.iter_mut().zip(&g) {
-                    *dv = -gv;
+                for i in 0..p {
+                    d[i] = -g[i];
+                    md[i] = -mg[i];
                 }
-                dg = dot(&d, &g);
+                dg = dot(&d, &mg);
             }
             let step0 = if hist.is_empty() {
-                (1.0 / dot(&d, &d).sqrt()).min(1.0)
+                (1.0 / dot(&d, &md).sqrt()).min(1.0)
             } else {
                 1.0
             };
-            let found = line_search(&mut f, x, fx, dg, &d, step0, &mut xt, &mut gt, &mut evals);
-            let Some((_, f_new)) = found else {
+            obj.line(&d, &md);
+            let Some((step, f_new)) = line_search(obj, fx, dg, step0, &mut evals) else {
                 if hist.is_empty() {
                     break;
                 }
@@ -1004,28 +1426,35 @@ mod lbfgs {
                 continue;
             };
             iterations += 1;
-            // s = step·d, y = g_new − g
-            let (mut s, mut y) = match hist.len() {
-                MEMORY => {
-                    let (s, y, _) = hist.pop_front().expect("full");
-                    (s, y)
-                }
-                _ => (vec![0.0f32; p], vec![0.0f32; p]),
+            obj.accept(x, &mut g_new, &mut mg_new);
+            let mut pair = match hist.len() {
+                MEMORY => hist.pop_front().expect("full"),
+                _ => Pair {
+                    s: vec![0.0; p],
+                    ms: vec![0.0; p],
+                    y: vec![0.0; p],
+                    my: vec![0.0; p],
+                    rho: 0.0,
+                },
             };
+            let t = step as f32;
             for i in 0..p {
-                s[i] = xt[i] - x[i];
-                y[i] = gt[i] - g[i];
+                pair.s[i] = t * d[i];
+                pair.ms[i] = t * md[i];
+                pair.y[i] = g_new[i] - g[i];
+                pair.my[i] = mg_new[i] - mg[i];
             }
-            let sy = dot(&s, &y);
-            if sy > 1e-10 * dot(&y, &y) {
-                hist.push_back((s, y, 1.0 / sy));
+            let sy = dot(&pair.s, &pair.my);
+            if sy > 1e-10 * dot(&pair.y, &pair.my) {
+                pair.rho = 1.0 / sy;
+                hist.push_back(pair);
             }
-            x.copy_from_slice(&xt);
-            g.copy_from_slice(&gt);
+            std::mem::swap(&mut g, &mut g_new);
+            std::mem::swap(&mut mg, &mut mg_new);
             let f_old = fx;
             fx = f_new;
-            if (max_abs(&g) as f64) <= gtol
-                || (f_old - fx) <= FTOL * f_old.abs().max(fx.abs()).max(1.0)
+            grad_max = obj.gradient_max(&g, &mg, gtol);
+            if grad_max as f64 <= gtol || (f_old - fx) <= FTOL * f_old.abs().max(fx.abs()).max(1.0)
             {
                 converged = true;
             }
@@ -1034,28 +1463,9 @@ mod lbfgs {
             iterations,
             evaluations: evals,
             objective: fx,
-            grad_max: max_abs(&g),
+            grad_max,
             converged,
         }
-    }
-
-    /// φ(a) = f(x + a·d): value and slope, with the trial point left in `xt`, `gt`.
-    fn phi<F: FnMut(&[f32], &mut [f32]) -> f64>(
-        f: &mut F,
-        x: &[f32],
-        d: &[f32],
-        a: f64,
-        xt: &mut [f32],
-        gt: &mut [f32],
-        evals: &mut usize,
-    ) -> (f64, f64) {
-        let a32 = a as f32;
-        for ((t, xv), dv) in xt.iter_mut().zip(x).zip(d) {
-            *t = xv + a32 * dv;
-        }
-        let fv = f(xt, gt);
-        *evals += 1;
-        (fv, dot(gt, d))
     }
 
     /// Minimiser of the cubic through two points with slopes, or `None` when it is not defined.
@@ -1070,28 +1480,28 @@ mod lbfgs {
         t.is_finite().then_some(t)
     }
 
-    /// Strong-Wolfe line search along `d` from `x`. Returns the step and objective, with the new
-    /// point in `xt` and its gradient in `gt`, or `None` when no step decreased the objective.
-    #[allow(clippy::too_many_arguments)]
-    fn line_search<F: FnMut(&[f32], &mut [f32]) -> f64>(
-        f: &mut F,
-        x: &[f32],
+    /// Strong-Wolfe line search along the objective's current line. Returns the step and the
+    /// objective there, with that point the last one evaluated, or `None` when no step decreased
+    /// the objective.
+    fn line_search<O: Objective>(
+        obj: &mut O,
         f0: f64,
         dphi0: f64,
-        d: &[f32],
         step0: f64,
-        xt: &mut [f32],
-        gt: &mut [f32],
         evals: &mut usize,
     ) -> Option<(f64, f64)> {
         let armijo = |a: f64, fa: f64| fa <= f0 + C1 * a * dphi0;
         let curvature = |da: f64| da.abs() <= -C2 * dphi0;
+        let mut phi = |a: f64| {
+            *evals += 1;
+            obj.at(a)
+        };
         let (mut a_prev, mut f_prev, mut d_prev) = (0.0, f0, dphi0);
         let mut a = step0;
         let mut used = 0;
         let (mut lo, mut hi);
         loop {
-            let (fa, da) = phi(f, x, d, a, xt, gt, evals);
+            let (fa, da) = phi(a);
             used += 1;
             if !fa.is_finite() {
                 // Overflow: shrink towards the last good point.
@@ -1137,7 +1547,7 @@ mod lbfgs {
             if !(aj > left + 0.1 * width && aj < right - 0.1 * width) {
                 aj = 0.5 * (a_lo + a_hi);
             }
-            let (fj, dj) = phi(f, x, d, aj, xt, gt, evals);
+            let (fj, dj) = phi(aj);
             used += 1;
             if !fj.is_finite() || !armijo(aj, fj) || fj >= lo.1 {
                 hi = (aj, fj, dj);
@@ -1153,7 +1563,7 @@ mod lbfgs {
         }
         // Out of evaluations: take the best Armijo point found, if it moved at all.
         if lo.0 > 0.0 && lo.1 < f0 {
-            let (fl, _) = phi(f, x, d, lo.0, xt, gt, evals);
+            let (fl, _) = phi(lo.0);
             return Some((lo.0, fl));
         }
         None
@@ -1163,16 +1573,34 @@ mod lbfgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
+
+    fn random_problem(
+        n: usize,
+        d: usize,
+        k: usize,
+        seed: u64,
+    ) -> (Array2<f32>, Vec<usize>, ChaCha8Rng) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = Array2::from_shape_fn((n, d), |_| rng.gen_range(-1.0f32..1.0));
+        let y: Vec<usize> = (0..n).map(|i| i % k).collect();
+        (x, y, rng)
+    }
 
     /// The analytic gradient agrees with finite differences of the objective.
     #[test]
     fn gradient_matches_finite_differences() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        use rand::Rng;
         let (n, d, k) = (30, 5, 3);
-        let x = Array2::from_shape_fn((n, d), |_| rng.gen_range(-1.0f32..1.0));
-        let y: Vec<usize> = (0..n).map(|i| i % k).collect();
-        let problem = Problem::new(x.view(), &y, k, 0.7, ClassWeight::Balanced);
+        let (x, y, mut rng) = random_problem(n, d, k, 1);
+        let (sw, s) = sample_weights(&y, k, ClassWeight::Balanced);
+        let problem = Problem {
+            x: x.view(),
+            y: &y,
+            sw: &sw,
+            k,
+            inv_s: 1.0 / s,
+            l2_over_s: 0.7 / s,
+        };
         let theta: Vec<f32> = (0..k * (d + 1))
             .map(|_| rng.gen_range(-0.5f32..0.5))
             .collect();
@@ -1195,25 +1623,109 @@ mod tests {
         }
     }
 
+    /// The Gram form computes the same objective and weight gradient as the primal form at
+    /// `W = Aᵀ X`.
+    #[test]
+    fn gram_form_matches_primal_form() {
+        let (n, d, k) = (12, 20, 3);
+        let (x, y, mut rng) = random_problem(n, d, k, 2);
+        let (sw, s) = sample_weights(&y, k, ClassWeight::None);
+        let mut kmat = Array2::zeros((n, n));
+        par_gemm(x.view(), x.t(), &mut kmat.view_mut());
+        let theta: Vec<f32> = (0..n * k + k)
+            .map(|_| rng.gen_range(-0.1f32..0.1))
+            .collect();
+        let a = ArrayView2::from_shape((n, k), &theta[..n * k]).unwrap();
+        let w = a.t().dot(&x);
+        let mut primal_theta = w.iter().copied().collect::<Vec<_>>();
+        primal_theta.extend_from_slice(&theta[n * k..]);
+        let problem = Problem {
+            x: x.view(),
+            y: &y,
+            sw: &sw,
+            k,
+            inv_s: 1.0 / s,
+            l2_over_s: 0.3 / s,
+        };
+        let mut gp = vec![0.0; primal_theta.len()];
+        let fp = problem.eval(&primal_theta, &mut gp);
+
+        let mut line = GramLine::new(kmat.view(), x.view(), &y, &sw, k, s, 0.3);
+        let (mut g, mut mg) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
+        let fg = lbfgs::Objective::start(&mut line, &theta, &mut g, &mut mg);
+        assert!((fp - fg).abs() < 1e-5, "{fp} vs {fg}");
+        let ga = ArrayView2::from_shape((n, k), &g[..n * k]).unwrap();
+        let gw = ga.t().dot(&x);
+        for (u, v) in gw.iter().zip(&gp[..k * d]) {
+            assert!((u - v).abs() < 1e-5, "{u} vs {v}");
+        }
+        for (u, v) in g[n * k..].iter().zip(&gp[k * d..]) {
+            assert!((u - v).abs() < 1e-6, "{u} vs {v}");
+        }
+        // The exact gradient check agrees with the primal one.
+        let gmax = lbfgs::Objective::gradient_max(&mut line, &g, &mg, f64::INFINITY);
+        let exact = lbfgs::max_abs(&gp);
+        assert!(gmax <= exact * 1.0001 + 1e-7, "{gmax} vs {exact}");
+        let gmax = lbfgs::Objective::gradient_max(&mut line, &g, &mg, 0.0);
+        assert!(gmax.max(0.0) > 0.0);
+        let forced = {
+            let mut l = GramLine::new(kmat.view(), x.view(), &y, &sw, k, s, 0.3);
+            l.ratio = 1.0;
+            lbfgs::Objective::gradient_max(&mut l, &g, &mg, 1e9)
+        };
+        assert!((forced - exact).abs() < 1e-5, "{forced} vs {exact}");
+    }
+
+    /// Fitting in the Gram form (n < 2d) and the primal form (n ≥ 2d) gives the same head.
+    #[test]
+    fn gram_and_primal_fits_agree() {
+        let (n, d, k) = (40, 25, 3);
+        let (mut x, y, _) = random_problem(n, d, k, 3);
+        for (i, mut row) in x.rows_mut().into_iter().enumerate() {
+            row[y[i]] += 1.0;
+        }
+        let params = SoftmaxParams::new()
+            .l2(2.0)
+            .tol(1e-7)
+            .max_iter(2000)
+            .check()
+            .unwrap();
+        let (mean, scale) = standardisation(x.view());
+        let xs = standardise(x.view(), &mean, &scale);
+        let all: Vec<usize> = (0..n).collect();
+        let mut primal = Trainer::new(&xs, &y, k, &params);
+        primal.gram = None;
+        let gram = Trainer::new(&xs, &y, k, &params);
+        assert!(gram.gram.is_some());
+        let fit = |t: &Trainer| {
+            let part = t.part(&all, &[]);
+            let mut theta = vec![0.0; t.param_len(n)];
+            let stats = t.solve(&part, 2.0, &mut theta);
+            assert!(stats.converged, "{stats:?}");
+            t.weights_and_bias(&part, &theta)
+        };
+        let (wp, bp) = fit(&primal);
+        let (wg, bg) = fit(&gram);
+        for (u, v) in wp.iter().chain(&bp).zip(wg.iter().chain(&bg)) {
+            assert!((u - v).abs() < 1e-3, "{u} vs {v}");
+        }
+    }
+
     /// L-BFGS finds the minimum of a badly scaled quadratic.
     #[test]
     fn lbfgs_minimises_a_quadratic() {
         let scales: Vec<f32> = (0..50).map(|i| 1.0 + i as f32 * 2.0).collect();
         let mut x = vec![1.0f32; 50];
-        let stats = lbfgs::minimize(
-            |x, g| {
-                let mut f = 0.0;
-                for i in 0..x.len() {
-                    let c = x[i] - 0.5;
-                    g[i] = scales[i] * c;
-                    f += 0.5 * (scales[i] * c * c) as f64;
-                }
-                f
-            },
-            &mut x,
-            500,
-            1e-5,
-        );
+        let mut obj = lbfgs::Closure::new(|x: &[f32], g: &mut [f32]| {
+            let mut f = 0.0;
+            for i in 0..x.len() {
+                let c = x[i] - 0.5;
+                g[i] = scales[i] * c;
+                f += 0.5 * (scales[i] * c * c) as f64;
+            }
+            f
+        });
+        let stats = lbfgs::minimize(&mut obj, &mut x, 500, 1e-5);
         assert!(stats.converged, "{stats:?}");
         assert!(x.iter().all(|v| (v - 0.5).abs() < 1e-4), "{x:?}");
     }

@@ -497,6 +497,10 @@ fn head_learns_a_separable_problem() {
     assert!((&p2 - &p).iter().all(|d| d.abs() < 1e-3));
 }
 
+fn primal_copy(centres: &[Vec<f32>]) -> Array2<f32> {
+    standardised(blobs(centres, 20, 0.6, 2).0)
+}
+
 #[test]
 fn head_matches_linfa_logistic() {
     // Same objective: Σ CE + l2/2 ‖W‖², bias unpenalised. On standardised features the head's
@@ -507,8 +511,23 @@ fn head_matches_linfa_logistic() {
         vec![0.5, 0.5, 1.0, 0.0],
     ];
     let (x, y) = blobs(&centres, 20, 0.6, 2);
-    let x = standardised(x);
-    for l2 in [0.3f32, 3.0] {
+    // 60 samples, 4 features: the head works on the features directly.
+    let primal = standardised(x);
+    // 30 samples, 40 features: the head works in the span of the samples (Gram form).
+    let wide = {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        Array2::from_shape_fn((30, 40), |(i, j)| {
+            normal(&mut rng) + if j % 3 == i % 3 { 0.8 } else { 0.0 }
+        })
+    };
+    let wide_y = Array1::from_shape_fn(30, |i| i % 3);
+    let cases = [
+        (primal, y.clone(), 0.3f32),
+        (primal_copy(&centres), y.clone(), 3.0),
+        (standardised(wide.clone()), wide_y.clone(), 0.5),
+        (standardised(wide), wide_y, 5.0),
+    ];
+    for (x, y, l2) in cases {
         let ours = SoftmaxParams::new()
             .l2(l2)
             .tol(1e-7)
@@ -531,7 +550,8 @@ fn head_matches_linfa_logistic() {
             .fold(0.0, f64::max);
         assert!(
             worst < 1e-3,
-            "l2 {l2}: probabilities differ by up to {worst}"
+            "l2 {l2}, {:?}: probabilities differ by up to {worst}",
+            x.dim()
         );
         let w_theirs = theirs.params(); // d × k
         let w_ours = ours.head.weights_view(); // k × d
@@ -541,7 +561,11 @@ fn head_matches_linfa_logistic() {
             .zip(w_theirs.iter())
             .map(|(a, b)| (*a as f64 - b).abs())
             .fold(0.0, f64::max);
-        assert!(wd < 1e-2, "l2 {l2}: weights differ by up to {wd}");
+        assert!(
+            wd < 1e-2,
+            "l2 {l2}, {:?}: weights differ by up to {wd}",
+            x.dim()
+        );
     }
 }
 
