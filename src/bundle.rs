@@ -95,6 +95,9 @@ pub struct Bundle {
     /// Face mode's open-set settings (the "unknown" threshold), owned by the face pipeline.
     #[serde(default)]
     pub open_set: Option<serde_json::Value>,
+    /// Absolute paths of the training images, so `qcyn eval` never scores an image the head saw.
+    #[serde(default)]
+    pub train_files: Vec<PathBuf>,
 }
 
 impl Bundle {
@@ -121,6 +124,7 @@ impl Bundle {
             training,
             validation,
             open_set: None,
+            train_files: Vec::new(),
         }
     }
 

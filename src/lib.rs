@@ -19,6 +19,7 @@
 pub mod backbone;
 pub mod bench;
 pub mod bundle;
+pub mod train;
 pub mod cache;
 pub mod dataset;
 pub mod error;

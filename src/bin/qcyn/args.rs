@@ -42,8 +42,159 @@ pub enum Command {
     Extract(ExtractArgs),
     /// List the known backbones.
     Models,
+    /// Split a dataset into training and validation (and test) parts, stratified and seeded.
+    Split(SplitArgs),
+    /// Train the classifier head on cached features, pick its regularisation by cross-validation,
+    /// score it on the validation images and write a bundle.
+    Fit(FitArgs),
+    /// Score a bundle on labelled images it was not trained on.
+    Eval(EvalArgs),
+    /// Label images (files, folders or globs) with a bundle, with every class's probability.
+    Predict(PredictArgs),
+    /// Write the aligned face crops and a contact sheet per class: what face mode sees.
+    Faces(FacesArgs),
     /// Measure backbone latency and throughput, alone and from image files.
     Bench(BenchArgs),
+}
+
+/// How to split (shared by `split` and `fit`).
+#[derive(Debug, Args)]
+pub struct SplitRuleArgs {
+    /// Hold out N images of every class for validation (the tutorial used 20).
+    #[arg(long, value_name = "N", conflicts_with = "val_fraction")]
+    pub val_per_class: Option<usize>,
+    /// Hold out this fraction of every class for validation [default: 0.2 when no rule is given].
+    #[arg(long, value_name = "F")]
+    pub val_fraction: Option<f64>,
+    /// Also hold out M images of every class for a final test.
+    #[arg(long, value_name = "M")]
+    pub test_per_class: Option<usize>,
+    /// Seed of the shuffle: the same seed gives the same split.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+}
+
+/// `qcyn split`.
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub rule: SplitRuleArgs,
+    /// Where to write the split manifest (JSON).
+    #[arg(long, default_value = "split.json", value_name = "FILE")]
+    pub out: PathBuf,
+    /// Also write the tutorial's list files (train_list.txt, validate_list.txt, test_list.txt,
+    /// label_list.txt) into DIR; their paths are relative to the dataset folder.
+    #[arg(long, value_name = "DIR")]
+    pub write_lists: Option<PathBuf>,
+}
+
+/// Class weighting of the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClassWeightArg {
+    /// Every image counts once.
+    None,
+    /// Every class weighs the same in total, however many images it has.
+    Balanced,
+}
+
+/// `qcyn fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub rule: SplitRuleArgs,
+    /// Use the split recorded in a manifest written by `qcyn split` (or by an earlier fit).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["val_per_class", "val_fraction", "test_per_class", "lists"])]
+    pub split: Option<PathBuf>,
+    /// Where to write the bundle: a folder (bundle.json, report.json, report.txt, split.json) or
+    /// a file ending in .json.
+    #[arg(long, short, value_name = "BUNDLE")]
+    pub out: PathBuf,
+    /// Class weighting: `balanced` counters classes with many more images than others.
+    #[arg(long, value_enum, default_value_t = ClassWeightArg::None)]
+    pub class_weight: ClassWeightArg,
+    /// L2 strengths to choose from by cross-validation (one value: no cross-validation).
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    pub l2: Option<Vec<f32>>,
+    /// Cross-validation folds (reduced when a class has fewer training images).
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub folds: usize,
+    /// Face models: share of known faces the `unknown` threshold may reject.
+    #[arg(long, default_value_t = 0.01, value_name = "RATE")]
+    pub false_reject_rate: f32,
+    /// Images per backbone run.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch: usize,
+}
+
+/// `qcyn eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The bundle written by `qcyn fit` (its folder or its .json file).
+    #[arg(long, short, value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Threads for ONNX Runtime and for decoding (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Images per backbone run.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch: usize,
+}
+
+/// `qcyn predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The bundle written by `qcyn fit` (its folder or its .json file).
+    #[arg(long, short, value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Images: files, folders (searched recursively) or glob patterns such as 'photos/*.jpg'.
+    #[arg(value_name = "PATHS", required = true)]
+    pub paths: Vec<String>,
+    /// Write CSV (path, label, then one probability column per class) instead of a table.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Show only the K most probable classes of each image.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Face models: cosine similarity below which a face is `unknown` (default: the bundle's
+    /// calibrated threshold; -1 never answers unknown).
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub unknown_threshold: Option<f32>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Threads for ONNX Runtime and for decoding (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Images per backbone run.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch: usize,
+}
+
+/// `qcyn faces`.
+#[derive(Debug, Args)]
+pub struct FacesArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where to write the crops and contact sheets.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Face model.
+    #[arg(long, short, default_value = "face")]
+    pub model: String,
+    /// Threads for ONNX Runtime (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// Where the labelled images are.

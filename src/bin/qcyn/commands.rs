@@ -4,12 +4,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use linfa::ParamGuard;
 use qcyn::backbone::{Device, SessionOptions};
+use qcyn::bundle::{Bundle, SplitSource};
 use qcyn::cache::FeatureCache;
 use qcyn::dataset::{self, Dataset};
 use qcyn::extract::{self, ExtractOptions, Pipeline};
+use qcyn::head::{ClassWeight, SoftmaxParams};
 use qcyn::models::{Model, Registry};
 use qcyn::progress::Reporter;
+use qcyn::split::{SplitManifest, SplitRule, SplitSpec};
+use qcyn::train::{FitOptions, TrainingData};
 use serde_json::json;
 
 use crate::args::{self, Cli, Command};
@@ -67,7 +72,429 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Extract(a) => cmd_extract(&ctx, a),
         Command::Models => cmd_models(&ctx),
         Command::Bench(a) => cmd_bench(&ctx, a),
+        Command::Split(a) => cmd_split(&ctx, a),
+        Command::Fit(a) => cmd_fit(&ctx, a),
+        Command::Eval(a) => cmd_eval(&ctx, a),
+        Command::Predict(a) => cmd_predict(&ctx, a),
+        Command::Faces(a) => cmd_faces(&ctx, a),
     }
+}
+
+fn split_spec(rule: &args::SplitRuleArgs) -> Result<SplitSpec> {
+    let rule_kind = match (rule.val_per_class, rule.val_fraction) {
+        (Some(n), _) => SplitRule::ValPerClass { n },
+        (None, Some(f)) => {
+            if !(f > 0.0 && f < 1.0) {
+                anyhow::bail!(qcyn::Error::config(
+                    format!("--val-fraction must be between 0 and 1 (exclusive), not {f}"),
+                    Some("e.g. --val-fraction 0.2 holds out a fifth of every class".into())
+                ));
+            }
+            SplitRule::ValFraction { f }
+        }
+        (None, None) => SplitRule::ValFraction { f: 0.2 },
+    };
+    Ok(SplitSpec {
+        rule: rule_kind,
+        test_per_class: rule.test_per_class,
+        seed: rule.seed,
+    })
+}
+
+/// The labelled images of `fit` and how they are split.
+fn training_data(a: &args::FitArgs) -> Result<TrainingData> {
+    if let Some(lists) = &a.data.lists {
+        let read = dataset::lists::read(lists, a.data.base.as_deref())?;
+        let base = read.dataset.root.clone();
+        return Ok(TrainingData {
+            dataset: read.dataset,
+            split: read.split,
+            source: SplitSource::Lists {
+                dir: lists.clone(),
+                base,
+            },
+        });
+    }
+    let dir = a
+        .data
+        .data
+        .as_ref()
+        .expect("clap requires DATA without --lists");
+    let dataset = dataset::scan(dir)?;
+    if let Some(file) = &a.split {
+        let manifest = SplitManifest::read(file)?;
+        let resolved = manifest.resolve(&dataset)?;
+        return Ok(TrainingData {
+            dataset,
+            split: resolved.split,
+            source: SplitSource::Manifest { path: file.clone() },
+        });
+    }
+    let spec = split_spec(&a.rule)?;
+    let split = qcyn::split::stratified(&dataset, &spec)?;
+    Ok(TrainingData {
+        dataset,
+        split,
+        source: SplitSource::Rule {
+            spec,
+            manifest: None,
+        },
+    })
+}
+
+fn cmd_split(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
+    let spec = split_spec(&a.rule)?;
+    let data = load_data(&a.data)?;
+    let split = qcyn::split::stratified(&data, &spec)?;
+    let manifest = SplitManifest::new(&data, &split, Some(&spec))?;
+    manifest.write(&a.out)?;
+    if let Some(dir) = &a.write_lists {
+        dataset::lists::write(dir, &data, &split)?;
+    }
+    let counts = split.class_counts(&data);
+    if ctx.global.json {
+        let per_class: Vec<_> = data
+            .classes
+            .iter()
+            .zip(&counts)
+            .map(|(c, n)| json!({"class": c, "train": n[0], "val": n[1], "test": n[2]}))
+            .collect();
+        print_json(&json!({
+            "classes": data.classes,
+            "n_train": split.train.len(),
+            "n_val": split.val.len(),
+            "n_test": split.test.len(),
+            "per_class": per_class,
+            "seed": spec.seed,
+            "rule": spec.rule,
+            "manifest": a.out,
+            "lists": a.write_lists,
+            "skipped": data.skipped,
+        }))?;
+    } else {
+        println!("{:<24} {:>6} {:>6} {:>6}", "class", "train", "val", "test");
+        for (c, n) in data.classes.iter().zip(&counts) {
+            println!("{:<24} {:>6} {:>6} {:>6}", c, n[0], n[1], n[2]);
+        }
+        println!(
+            "{} train, {} val, {} test ({}, seed {}); manifest: {}",
+            split.train.len(),
+            split.val.len(),
+            split.test.len(),
+            spec.rule.as_flag(),
+            spec.seed,
+            a.out.display()
+        );
+        if let Some(dir) = &a.write_lists {
+            println!("list files: {}", dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
+    let model = ctx.model(&a.model.model)?;
+    if model.manifest.random_weights {
+        anyhow::bail!(qcyn::Error::config(
+            format!(
+                "model `{}` has random weights: its features carry no information to learn from",
+                model.manifest.name
+            ),
+            Some(
+                "use --model mobilenetv2 (or export the real weights, see the model's manifest)"
+                    .into()
+            )
+        ));
+    }
+    let mut params = SoftmaxParams::new()
+        .folds(a.folds)
+        .seed(a.rule.seed)
+        .class_weight(match a.class_weight {
+            args::ClassWeightArg::None => ClassWeight::None,
+            args::ClassWeightArg::Balanced => ClassWeight::Balanced,
+        });
+    if let Some(grid) = &a.l2 {
+        params = params.l2_grid(grid.clone());
+    }
+    let params = params.check().map_err(qcyn::Error::from)?;
+    if a.batch == 0 {
+        anyhow::bail!(qcyn::Error::config("--batch must be at least 1", None));
+    }
+    if !(0.0..1.0).contains(&a.false_reject_rate) {
+        anyhow::bail!(qcyn::Error::config(
+            "--false-reject-rate must be in [0, 1)",
+            Some("e.g. 0.01 for 1%".into())
+        ));
+    }
+    let data = training_data(&a)?;
+    let env = ctx.environment()?;
+    let mut pipeline = Pipeline::open(&env, &model, session_options(&a.model))?;
+    let cache = open_cache(&a.cache, &pipeline)?;
+    let opts = FitOptions {
+        params,
+        extract: ExtractOptions {
+            batch: a.batch,
+            workers: threads(&a.model),
+        },
+        false_reject_rate: a.false_reject_rate,
+    };
+    let (_, mut report) = qcyn::train::fit(
+        &mut pipeline,
+        cache.as_ref(),
+        &data,
+        &opts,
+        &a.out,
+        &ctx.reporter,
+    )?;
+    report.skipped.extend(data.dataset.skipped.iter().cloned());
+    if ctx.global.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", qcyn::train::human(&report));
+    }
+    Ok(if report.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_SKIPPED)
+    })
+}
+
+/// Loads a bundle and the model it names, checked against each other.
+fn bundle_and_pipeline(
+    ctx: &Ctx,
+    bundle: &std::path::Path,
+    threads: Option<usize>,
+) -> Result<(Bundle, Pipeline, ort::environment::Environment)> {
+    let bundle = Bundle::load(&qcyn::train::bundle_path(bundle))?;
+    let model = ctx.model(&bundle.model.name)?;
+    let env = ctx.environment()?;
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let pipeline = Pipeline::open(
+        &env,
+        &model,
+        SessionOptions {
+            threads,
+            device: Device::Cpu,
+        },
+    )?;
+    bundle.check_model(&model, &pipeline.identity.sha256)?;
+    Ok((bundle, pipeline, env))
+}
+
+fn cmd_eval(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
+    let data = load_data(&a.data)?;
+    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.threads)?;
+    let cache = open_cache(&a.cache, &pipeline)?;
+    let workers = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let report = qcyn::train::evaluate_bundle(
+        &mut pipeline,
+        cache.as_ref(),
+        &bundle,
+        &data,
+        ExtractOptions {
+            batch: a.batch.max(1),
+            workers,
+        },
+        &ctx.reporter,
+    )?;
+    if ctx.global.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "{} images of the bundle's classes ({} training images left out)",
+            report.n, report.excluded_training_images
+        );
+        print!("{}", report.report.human());
+        if !report.unknown_classes.is_empty() {
+            println!(
+                "classes the bundle does not know: {}",
+                report.unknown_classes.join(", ")
+            );
+        }
+        if let Some(o) = &report.open_set {
+            println!(
+                "unknown threshold: {:.1}% of {} known faces rejected; {:.1}% of {} strangers rejected",
+                o.false_reject_rate * 100.0,
+                o.knowns,
+                o.stranger_rejection_rate * 100.0,
+                o.strangers
+            );
+        }
+        for s in &report.skipped {
+            println!("skipped {}: {}", s.path.display(), s.reason);
+        }
+    }
+    Ok(if report.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_SKIPPED)
+    })
+}
+
+fn cmd_predict(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
+    if a.top_k == Some(0) {
+        anyhow::bail!(qcyn::Error::config("--top-k must be at least 1", None));
+    }
+    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.threads)?;
+    let cache = open_cache(&a.cache, &pipeline)?;
+    let (paths, mut missing) = qcyn::predict::expand_inputs(&a.paths);
+    let workers = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let opts = qcyn::predict::PredictOptions {
+        top_k: a.top_k,
+        unknown_threshold: a.unknown_threshold,
+        extract: ExtractOptions {
+            batch: a.batch.max(1),
+            workers,
+        },
+    };
+    let mut predictions = qcyn::predict::predict(
+        &mut pipeline,
+        cache.as_ref(),
+        &bundle,
+        &paths,
+        &opts,
+        &ctx.reporter,
+    )?;
+    for m in missing.drain(..) {
+        predictions.push(qcyn::predict::Prediction {
+            path: m.path,
+            label: None,
+            probabilities: Default::default(),
+            faces: None,
+            error: Some(m.reason),
+        });
+    }
+    let failed = predictions.iter().filter(|p| p.error.is_some()).count();
+    if ctx.global.json {
+        print_json(&predictions)?;
+    } else if a.csv {
+        let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+        let mut header = vec!["path".to_string(), "label".to_string()];
+        header.extend(bundle.classes.iter().cloned());
+        header.push("error".into());
+        w.write_record(&header)?;
+        for p in &predictions {
+            let mut row = vec![
+                p.path.to_string_lossy().to_string(),
+                p.label.clone().unwrap_or_default(),
+            ];
+            for c in &bundle.classes {
+                row.push(
+                    p.probabilities
+                        .get(c)
+                        .and_then(|v| v.as_f64())
+                        .map(|v| format!("{v:.6}"))
+                        .unwrap_or_default(),
+                );
+            }
+            row.push(p.error.clone().unwrap_or_default());
+            w.write_record(&row)?;
+        }
+        w.flush()?;
+    } else {
+        let show = |probs: &serde_json::Map<String, serde_json::Value>| {
+            probs
+                .iter()
+                .map(|(c, p)| format!("{c} {:.3}", p.as_f64().unwrap_or(0.0)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for p in &predictions {
+            match (&p.error, &p.faces) {
+                (Some(e), _) => println!("{}	error: {e}", p.path.display()),
+                (None, Some(faces)) if !faces.is_empty() => {
+                    for (i, f) in faces.iter().enumerate() {
+                        let [x, y, w, h] = f.bbox;
+                        println!(
+                            "{}	face {} at ({x:.0}, {y:.0}, {w:.0}x{h:.0})	{}	{}",
+                            p.path.display(),
+                            i + 1,
+                            f.label,
+                            show(&f.probabilities)
+                        );
+                    }
+                }
+                _ => println!(
+                    "{}	{}	{}",
+                    p.path.display(),
+                    p.label.as_deref().unwrap_or("-"),
+                    show(&p.probabilities)
+                ),
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_SKIPPED)
+    })
+}
+
+fn cmd_faces(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
+    let model = ctx.model(&a.model)?;
+    if model.manifest.kind != qcyn::models::ModelKind::Face {
+        anyhow::bail!(qcyn::Error::config(
+            format!(
+                "`qcyn faces` needs a face model, and `{}` is a whole-image model",
+                model.manifest.name
+            ),
+            Some("use --model face".into())
+        ));
+    }
+    let data = load_data(&a.data)?;
+    let env = ctx.environment()?;
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let mut engine = qcyn::face::FaceEngine::open(
+        &env,
+        &model,
+        SessionOptions {
+            threads,
+            device: Device::Cpu,
+        },
+        qcyn::face::FaceOptions::default(),
+    )?;
+    let images: Vec<qcyn::face::sheet::LabelledImage> = data
+        .samples
+        .iter()
+        .map(|s| qcyn::face::sheet::LabelledImage {
+            path: s.path.clone(),
+            class: data.classes[s.class].clone(),
+        })
+        .collect();
+    let report = qcyn::face::sheet::write_faces(&mut engine, &images, &a.out, &ctx.reporter)?;
+    let unreadable: usize = report.classes.iter().map(|c| c.unreadable.len()).sum();
+    if ctx.global.json {
+        print_json(&report)?;
+    } else {
+        for c in &report.classes {
+            println!(
+                "{:<24} {:>4} images, {:>4} faces, {:>3} without a face, {:>3} ambiguous  {}",
+                c.class,
+                c.images,
+                c.faces,
+                c.no_face.len(),
+                c.ambiguous.len(),
+                c.sheet.display()
+            );
+        }
+        println!("crops and contact sheets: {}", report.out.display());
+    }
+    Ok(if unreadable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_SKIPPED)
+    })
 }
 
 fn threads(model: &args::ModelArgs) -> usize {

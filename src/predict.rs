@@ -1,0 +1,298 @@
+//! Predict: bundle → preprocess → backbone → head → a label and every class's probability, per
+//! image (and per face, for face models).
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::backbone::Embedding;
+use crate::bundle::Bundle;
+use crate::cache::FeatureCache;
+use crate::dataset::{self, Skipped};
+use crate::error::{Error, Result};
+use crate::extract::{extract, ExtractOptions, Pipeline};
+use crate::face::openset::OpenSet;
+use crate::models::ModelKind;
+use crate::progress::Reporter;
+
+/// Label of an image in which a face model found no face.
+pub const NO_FACE: &str = "no_face";
+/// Label of a face that is not similar enough to any known person.
+pub const UNKNOWN: &str = "unknown";
+
+/// One face's prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct FacePrediction {
+    /// `[x, y, w, h]` in image pixels.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// Detector confidence.
+    pub score: f32,
+    /// Five landmarks (x, y): eyes, nose tip, mouth corners.
+    pub landmarks: [[f32; 2]; 5],
+    /// The most probable class, or `unknown`.
+    pub label: String,
+    /// Cosine similarity to the nearest known person (the open-set score).
+    pub similarity: Option<f32>,
+    /// Every class's probability, most probable first.
+    pub probabilities: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One image's prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    /// The image.
+    #[serde(serialize_with = "dataset::lossy_path")]
+    pub path: PathBuf,
+    /// The most probable class; for face models the most prominent face's label, `unknown` or
+    /// `no_face`; `null` when the image could not be read.
+    pub label: Option<String>,
+    /// Every class's probability (the top `k` when asked), most probable first.
+    pub probabilities: serde_json::Map<String, serde_json::Value>,
+    /// Face models: every face found, most prominent first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faces: Option<Vec<FacePrediction>>,
+    /// Why the image could not be used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How to predict.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictOptions {
+    /// Keep only the `k` most probable classes (all when `None`).
+    pub top_k: Option<usize>,
+    /// Face models: override the bundle's unknown threshold (cosine); `Some(-1.0)` never answers
+    /// unknown.
+    pub unknown_threshold: Option<f32>,
+    /// Extraction settings.
+    pub extract: ExtractOptions,
+}
+
+/// Expands files, folders (searched recursively for images) and glob patterns into image paths,
+/// in the order given, without duplicates. Inputs that match nothing are returned as skipped.
+pub fn expand_inputs(inputs: &[String]) -> (Vec<PathBuf>, Vec<Skipped>) {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |p: PathBuf, out: &mut Vec<PathBuf>| {
+        if seen.insert(p.clone()) {
+            out.push(p);
+        }
+    };
+    for input in inputs {
+        let path = Path::new(input);
+        if path.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found);
+            found.sort();
+            if found.is_empty() {
+                skipped.push(Skipped {
+                    path: path.to_path_buf(),
+                    reason: "folder holds no images".into(),
+                });
+            }
+            for p in found {
+                push(p, &mut out);
+            }
+        } else if path.exists() || std::fs::symlink_metadata(path).is_ok() {
+            push(path.to_path_buf(), &mut out);
+        } else if input.contains(['*', '?', '[']) {
+            let mut found: Vec<PathBuf> = glob::glob(input)
+                .map(|g| {
+                    g.flatten()
+                        .filter(|p| p.is_file() && dataset::has_image_extension(p))
+                        .collect()
+                })
+                .unwrap_or_default();
+            found.sort();
+            if found.is_empty() {
+                skipped.push(Skipped {
+                    path: path.to_path_buf(),
+                    reason: "pattern matches no image".into(),
+                });
+            }
+            for p in found {
+                push(p, &mut out);
+            }
+        } else {
+            skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason: "no such file or folder".into(),
+            });
+        }
+    }
+    (out, skipped)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out);
+        } else if dataset::has_image_extension(&p) {
+            out.push(p);
+        }
+    }
+}
+
+/// The bundle's open set, if it has one.
+pub fn open_set(bundle: &Bundle) -> Result<Option<OpenSet>> {
+    bundle
+        .open_set
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| {
+            Error::config(
+                format!("the bundle's open-set settings are damaged: {e}"),
+                Some("re-run `qcyn fit`".into()),
+            )
+        })
+}
+
+/// Predicts every path. Unreadable images get an entry with `error` set.
+pub fn predict(
+    pipeline: &mut Pipeline,
+    cache: Option<&FeatureCache>,
+    bundle: &Bundle,
+    paths: &[PathBuf],
+    opts: &PredictOptions,
+    reporter: &dyn Reporter,
+) -> Result<Vec<Prediction>> {
+    let kind = pipeline.model.manifest.kind;
+    let mut set = open_set(bundle)?;
+    if let (Some(set), Some(t)) = (set.as_mut(), opts.unknown_threshold) {
+        set.threshold = t;
+    }
+    let extracted = extract(pipeline, cache, paths, opts.extract, reporter)?;
+    let reasons: std::collections::HashMap<&Path, &str> = extracted
+        .report
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_path(), s.reason.as_str()))
+        .collect();
+    let mut out = Vec::with_capacity(paths.len());
+    for (path, emb) in paths.iter().zip(&extracted.embeddings) {
+        let Some(emb) = emb else {
+            out.push(Prediction {
+                path: path.clone(),
+                label: None,
+                probabilities: Default::default(),
+                faces: None,
+                error: Some(
+                    reasons
+                        .get(path.as_path())
+                        .copied()
+                        .unwrap_or("could not be read")
+                        .to_string(),
+                ),
+            });
+            continue;
+        };
+        out.push(predict_one(
+            path,
+            emb,
+            kind,
+            bundle,
+            set.as_ref(),
+            opts.top_k,
+        )?);
+    }
+    Ok(out)
+}
+
+fn probabilities(
+    classes: &[String],
+    p: &[f32],
+    top_k: Option<usize>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(top_k.unwrap_or(usize::MAX))
+        .map(|i| (classes[i].clone(), serde_json::json!(p[i])))
+        .collect()
+}
+
+fn predict_one(
+    path: &Path,
+    embeddings: &[Embedding],
+    kind: ModelKind,
+    bundle: &Bundle,
+    set: Option<&OpenSet>,
+    top_k: Option<usize>,
+) -> Result<Prediction> {
+    let classes = &bundle.classes;
+    if embeddings.is_empty() {
+        return Ok(Prediction {
+            path: path.to_path_buf(),
+            label: Some(NO_FACE.into()),
+            probabilities: Default::default(),
+            faces: (kind == ModelKind::Face).then(Vec::new),
+            error: None,
+        });
+    }
+    let d = embeddings[0].vector.len();
+    let x = Array2::from_shape_vec(
+        (embeddings.len(), d),
+        embeddings.iter().flat_map(|e| e.vector.clone()).collect(),
+    )
+    .expect("vectors of one model have one length");
+    let proba = bundle.head.try_predict_proba(x.view())?;
+    let argmax = |row: usize| {
+        let r = proba.row(row);
+        (0..r.len()).fold(0, |best, i| if r[i] > r[best] { i } else { best })
+    };
+    if kind == ModelKind::Whole {
+        let p = proba.row(0).to_vec();
+        return Ok(Prediction {
+            path: path.to_path_buf(),
+            label: Some(classes[argmax(0)].clone()),
+            probabilities: probabilities(classes, &p, top_k),
+            faces: None,
+            error: None,
+        });
+    }
+    let faces: Vec<FacePrediction> = embeddings
+        .iter()
+        .enumerate()
+        .map(|(row, e)| {
+            let similarity = set.map(|s| s.score(&e.vector).1);
+            let known = set.is_none_or(|s| similarity.unwrap_or(1.0) >= s.threshold);
+            let face = e.face.unwrap_or(crate::backbone::FaceBox {
+                bbox: [0.0; 4],
+                score: 0.0,
+                landmarks: [[0.0; 2]; 5],
+            });
+            FacePrediction {
+                bbox: face.bbox,
+                score: face.score,
+                landmarks: face.landmarks,
+                label: if known {
+                    classes[argmax(row)].clone()
+                } else {
+                    UNKNOWN.into()
+                },
+                similarity,
+                probabilities: probabilities(classes, &proba.row(row).to_vec(), top_k),
+            }
+        })
+        .collect();
+    Ok(Prediction {
+        path: path.to_path_buf(),
+        label: Some(faces[0].label.clone()),
+        probabilities: faces[0].probabilities.clone(),
+        faces: Some(faces),
+        error: None,
+    })
+}

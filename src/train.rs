@@ -1,0 +1,557 @@
+//! Train: the `qcyn fit` workflow. Features of the split's images come through the cache (the
+//! backbone runs only on what is missing), the head is fitted on the training part, the
+//! validation part is scored, and everything needed to predict is written as one bundle.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::backbone::Embedding;
+use crate::bundle::{Bundle, SplitSource, TrainingConfig};
+use crate::cache::{write_atomic, FeatureCache};
+use crate::dataset::{Dataset, Skipped};
+use crate::error::{Error, Result};
+use crate::evaluate::Report;
+use crate::extract::{extract, ExtractOptions, Pipeline};
+use crate::face::openset::{Calibration, OpenSet, OpenSetEvaluation};
+use crate::face::{choose_training_face, FaceChoice};
+use crate::head::{CvReport, SoftmaxValidParams};
+use crate::models::ModelKind;
+use crate::progress::Reporter;
+use crate::split::{Split, SplitManifest};
+
+/// File name of the bundle inside a bundle folder.
+pub const BUNDLE_FILE: &str = "bundle.json";
+
+/// Labelled images and how they are split.
+#[derive(Debug, Clone)]
+pub struct TrainingData {
+    /// The images.
+    pub dataset: Dataset,
+    /// Which are trained on, validated on, tested on.
+    pub split: Split,
+    /// Where the split came from.
+    pub source: SplitSource,
+}
+
+/// How to fit.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Head hyperparameters (validated).
+    pub params: SoftmaxValidParams,
+    /// Extraction settings.
+    pub extract: ExtractOptions,
+    /// Face models: share of known faces the "unknown" threshold may reject.
+    pub false_reject_rate: f32,
+}
+
+/// An image passed over for training or validation, and why.
+pub type Passed = Skipped;
+
+/// What `qcyn fit` reports (its `--json` output).
+#[derive(Debug, Clone, Serialize)]
+pub struct FitReport {
+    /// Model name.
+    pub model: String,
+    /// Validation accuracy (`null` without validation images).
+    pub accuracy: Option<f64>,
+    /// Validation macro-F1.
+    pub macro_f1: Option<f64>,
+    /// Validation log loss.
+    pub log_loss: Option<f64>,
+    /// Images (or faces) trained on.
+    pub n_train: usize,
+    /// Images (or faces) validated on.
+    pub n_val: usize,
+    /// Images held out for a final test (not touched by fit).
+    pub n_test: usize,
+    /// Class names, in label order.
+    pub classes: Vec<String>,
+    /// Images that went through the backbone in this run (0 when all features were cached).
+    pub backbone_runs: u64,
+    /// Validation confusion matrix, rows = true class.
+    pub confusion: Vec<Vec<usize>>,
+    /// The full validation report (per-class metrics, bias).
+    pub validation: Option<Report>,
+    /// Which way the validation errors lean, in one sentence.
+    pub bias: Option<String>,
+    /// The L2 strength chosen by cross-validation on the training part.
+    pub chosen_l2: f32,
+    /// The cross-validation report.
+    pub cv: Option<CvReport>,
+    /// Images that could not be read or decoded.
+    pub skipped: Vec<Skipped>,
+    /// Face models: images in which no face was found (not trained or validated on).
+    pub no_face: Vec<PathBuf>,
+    /// Face models: images with several faces of similar size (not trained or validated on).
+    pub ambiguous: Vec<Skipped>,
+    /// Face models: the open-set ("unknown") threshold and how it does on validation faces.
+    pub open_set: Option<OpenSetSummary>,
+    /// Seconds spent extracting features.
+    pub extract_seconds: f64,
+    /// Seconds spent fitting the head (cross-validation included).
+    pub fit_seconds: f64,
+    /// Where the bundle was written.
+    pub bundle: PathBuf,
+}
+
+/// The open-set threshold of a face bundle, and how it does on validation faces.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenSetSummary {
+    /// Cosine similarity below which a face is `unknown`.
+    pub threshold: f32,
+    /// False-reject rate it was calibrated for (cross-validated on training faces).
+    pub false_reject_rate: f32,
+    /// Validation faces of known people that it rejects.
+    pub validation: Option<OpenSetEvaluation>,
+}
+
+/// Where a bundle lives: `--out DIR` holds `bundle.json` and its reports; a path ending in
+/// `.json` is the bundle file itself.
+pub fn bundle_path(out: &Path) -> PathBuf {
+    if out.extension().is_some_and(|e| e == "json") {
+        out.to_path_buf()
+    } else {
+        out.join(BUNDLE_FILE)
+    }
+}
+
+/// The vector an image contributes to training or validation, per its embeddings.
+enum Use {
+    Vector(Vec<f32>),
+    NoFace,
+    Ambiguous(String),
+}
+
+fn training_vector(kind: ModelKind, embeddings: &[Embedding]) -> Use {
+    match kind {
+        ModelKind::Whole => match embeddings.first() {
+            Some(e) => Use::Vector(e.vector.clone()),
+            None => Use::NoFace,
+        },
+        ModelKind::Face => match choose_training_face(embeddings) {
+            FaceChoice::Face(i) => Use::Vector(embeddings[i].vector.clone()),
+            FaceChoice::NoFace => Use::NoFace,
+            FaceChoice::Ambiguous { area_ratio, .. } => Use::Ambiguous(format!(
+                "{} faces, the second {:.0}% the size of the first: which person the photo is of is unclear; crop it to one face",
+                embeddings.len(),
+                area_ratio * 100.0
+            )),
+        },
+    }
+}
+
+/// Runs the whole fit workflow and writes the bundle (and `report.json`, `report.txt`,
+/// `split.json` when `out` is a folder).
+pub fn fit(
+    pipeline: &mut Pipeline,
+    cache: Option<&FeatureCache>,
+    data: &TrainingData,
+    opts: &FitOptions,
+    out: &Path,
+    reporter: &dyn Reporter,
+) -> Result<(Bundle, FitReport)> {
+    let kind = pipeline.model.manifest.kind;
+    let ds = &data.dataset;
+    let wanted: Vec<usize> = data
+        .split
+        .train
+        .iter()
+        .chain(&data.split.val)
+        .copied()
+        .collect();
+    let paths: Vec<PathBuf> = wanted.iter().map(|&i| ds.samples[i].path.clone()).collect();
+    let extracted = extract(pipeline, cache, &paths, opts.extract, reporter)?;
+
+    let mut no_face = Vec::new();
+    let mut ambiguous = Vec::new();
+    let mut rows: [(Vec<Vec<f32>>, Vec<usize>); 2] = Default::default();
+    for (k, &i) in wanted.iter().enumerate() {
+        let part = usize::from(k >= data.split.train.len());
+        let Some(embeddings) = &extracted.embeddings[k] else {
+            continue;
+        };
+        match training_vector(kind, embeddings) {
+            Use::Vector(v) => {
+                rows[part].0.push(v);
+                rows[part].1.push(ds.samples[i].class);
+            }
+            Use::NoFace => no_face.push(ds.samples[i].path.clone()),
+            Use::Ambiguous(reason) => ambiguous.push(Skipped {
+                path: ds.samples[i].path.clone(),
+                reason,
+            }),
+        }
+    }
+    let [(train_x, train_y), (val_x, val_y)] = rows;
+    let mut counts = vec![0usize; ds.classes.len()];
+    for &c in &train_y {
+        counts[c] += 1;
+    }
+    let empty: Vec<String> = ds
+        .classes
+        .iter()
+        .zip(&counts)
+        .filter(|(_, &n)| n == 0)
+        .map(|(c, _)| format!("`{c}`"))
+        .collect();
+    if !empty.is_empty() {
+        return Err(Error::config(
+            format!(
+                "no usable training image left for class {}",
+                empty.join(", ")
+            ),
+            Some(if kind == ModelKind::Face {
+                "add photos where that person's face is clearly visible (see `qcyn faces`)".into()
+            } else {
+                "add images to that class, or remove its folder".into()
+            }),
+        ));
+    }
+
+    let to_matrix = |x: &[Vec<f32>]| -> Array2<f32> {
+        let d = x.first().map_or(0, |v| v.len());
+        Array2::from_shape_vec((x.len(), d), x.concat()).expect("rows of equal length")
+    };
+    let start = Instant::now();
+    reporter.message(&format!(
+        "fitting the head on {} training vectors",
+        train_x.len()
+    ));
+    let fitted = crate::head::fit(to_matrix(&train_x).view(), &train_y, &opts.params)?;
+    let fit_seconds = start.elapsed().as_secs_f64();
+
+    let validation = if val_x.is_empty() {
+        None
+    } else {
+        let proba = fitted.head.predict_proba(to_matrix(&val_x).view());
+        Some(crate::evaluate::evaluate(
+            &val_y,
+            proba.view(),
+            &ds.classes,
+        )?)
+    };
+
+    let mut open_set = None;
+    let mut summary = None;
+    if kind == ModelKind::Face {
+        let cal = Calibration {
+            false_reject_rate: opts.false_reject_rate,
+            folds: 5,
+            seed: opts.params.seed(),
+        };
+        let set = OpenSet::calibrate(&train_x, &train_y, ds.classes.len(), &cal)?;
+        summary = Some(OpenSetSummary {
+            threshold: set.threshold,
+            false_reject_rate: set.false_reject_rate,
+            validation: (!val_x.is_empty()).then(|| set.evaluate(&val_x, &[])),
+        });
+        open_set = Some(serde_json::to_value(&set).expect("serialisable open set"));
+    }
+
+    let training = TrainingConfig {
+        split: data.source.clone(),
+        dataset_root: ds.root.clone(),
+        train_counts: counts,
+        class_weight: opts.params.class_weight(),
+        params: opts.params.clone(),
+        cv: fitted.cv.clone(),
+        refit: fitted.refit,
+    };
+    let mut bundle = Bundle::new(
+        &pipeline.model,
+        pipeline.identity.sha256.clone(),
+        ds.classes.clone(),
+        fitted.head.clone(),
+        training,
+        validation.clone(),
+    );
+    bundle.open_set = open_set;
+    bundle.train_files = data
+        .split
+        .train
+        .iter()
+        .map(|&i| absolute(&ds.samples[i].path))
+        .collect();
+
+    let file = bundle_path(out);
+    let report = FitReport {
+        model: pipeline.model.manifest.name.clone(),
+        accuracy: validation.as_ref().map(|r| r.accuracy),
+        macro_f1: validation.as_ref().map(|r| r.macro_f1),
+        log_loss: validation.as_ref().map(|r| r.log_loss),
+        n_train: train_x.len(),
+        n_val: val_x.len(),
+        n_test: data.split.test.len(),
+        classes: ds.classes.clone(),
+        backbone_runs: extracted.report.backbone_runs,
+        confusion: validation
+            .as_ref()
+            .map(|r| r.confusion.clone())
+            .unwrap_or_default(),
+        bias: validation.as_ref().map(|r| r.bias_sentence()),
+        validation,
+        chosen_l2: fitted.head.l2,
+        cv: fitted.cv,
+        skipped: extracted.report.skipped.clone(),
+        no_face,
+        ambiguous,
+        open_set: summary,
+        extract_seconds: extracted.report.seconds,
+        fit_seconds,
+        bundle: file.clone(),
+    };
+
+    // The bundle goes last, so a failure before it leaves no bundle that lacks its reports.
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
+    let stem = if file.file_name().is_some_and(|n| n == BUNDLE_FILE) {
+        String::new()
+    } else {
+        format!(
+            "{}.",
+            file.file_stem().unwrap_or_default().to_string_lossy()
+        )
+    };
+    let json = serde_json::to_vec_pretty(&report).expect("serialisable report");
+    write_atomic(dir, &dir.join(format!("{stem}report.json")), &json)?;
+    write_atomic(
+        dir,
+        &dir.join(format!("{stem}report.txt")),
+        human(&report).as_bytes(),
+    )?;
+    let manifest = SplitManifest::new(
+        ds,
+        &data.split,
+        match &data.source {
+            SplitSource::Rule { spec, .. } => Some(spec),
+            _ => None,
+        },
+    )?;
+    manifest.write(&dir.join(format!("{stem}split.json")))?;
+    bundle.write(&file)?;
+    Ok((bundle, report))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The human-readable report of a fit.
+pub fn human(r: &FitReport) -> String {
+    let mut s = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(
+        s,
+        "model {}: {} classes, {} trained on, {} validated on{}",
+        r.model,
+        r.classes.len(),
+        r.n_train,
+        r.n_val,
+        if r.n_test > 0 {
+            format!(", {} held out for test", r.n_test)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(cv) = &r.cv {
+        let _ = writeln!(
+            s,
+            "L2 strength {} chosen by {}-fold cross-validation on the training part (out-of-fold accuracy {:.3})",
+            r.chosen_l2,
+            cv.folds,
+            cv.grid.iter().find(|p| p.l2 == r.chosen_l2).map_or(f64::NAN, |p| p.accuracy)
+        );
+        for note in &cv.notes {
+            let _ = writeln!(s, "note: {note}");
+        }
+    }
+    match &r.validation {
+        Some(v) => {
+            let _ = writeln!(s, "\nvalidation:\n{}", v.human());
+        }
+        None => {
+            let _ = writeln!(s, "no validation images: accuracy is not measured");
+        }
+    }
+    if let Some(o) = &r.open_set {
+        let _ = write!(
+            s,
+            "unknown-face threshold: cosine {:.3} (calibrated for {:.1}% false rejects)",
+            o.threshold,
+            o.false_reject_rate * 100.0
+        );
+        if let Some(v) = &o.validation {
+            let _ = write!(
+                s,
+                "; rejects {:.1}% of {} validation faces",
+                v.false_reject_rate * 100.0,
+                v.knowns
+            );
+        }
+        let _ = writeln!(s);
+    }
+    for p in &r.no_face {
+        let _ = writeln!(s, "no face: {}", p.display());
+    }
+    for a in &r.ambiguous {
+        let _ = writeln!(s, "ambiguous: {}: {}", a.path.display(), a.reason);
+    }
+    for k in &r.skipped {
+        let _ = writeln!(s, "skipped {}: {}", k.path.display(), k.reason);
+    }
+    let _ = writeln!(
+        s,
+        "features: {} backbone runs, {:.2} s; head: {:.2} s; bundle: {}",
+        r.backbone_runs,
+        r.extract_seconds,
+        r.fit_seconds,
+        r.bundle.display()
+    );
+    s
+}
+
+/// What `qcyn eval` reports (its `--json` output).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Model name.
+    pub model: String,
+    /// Accuracy on the images of the bundle's classes.
+    pub accuracy: f64,
+    /// Macro-F1.
+    pub macro_f1: f64,
+    /// Log loss.
+    pub log_loss: f64,
+    /// Images (or faces) scored.
+    pub n: usize,
+    /// The bundle's classes.
+    pub classes: Vec<String>,
+    /// Confusion matrix, rows = true class.
+    pub confusion: Vec<Vec<usize>>,
+    /// The full report.
+    pub report: Report,
+    /// Which way the errors lean.
+    pub bias: String,
+    /// Images left out because the bundle was trained on them.
+    pub excluded_training_images: usize,
+    /// Images of classes the bundle does not know (strangers for face models; ignored otherwise).
+    pub unknown_classes: Vec<String>,
+    /// Face models: how the "unknown" threshold does (known faces rejected, strangers accepted).
+    pub open_set: Option<OpenSetEvaluation>,
+    /// Images that could not be read or decoded.
+    pub skipped: Vec<Skipped>,
+    /// Face models: images without a face.
+    pub no_face: Vec<PathBuf>,
+    /// Face models: images with several faces of similar size.
+    pub ambiguous: Vec<Skipped>,
+    /// Images that went through the backbone in this run.
+    pub backbone_runs: u64,
+}
+
+/// Scores a bundle on labelled images, leaving out those it was trained on. Classes the bundle
+/// does not know are strangers: face models report how many the open set accepts.
+pub fn evaluate_bundle(
+    pipeline: &mut Pipeline,
+    cache: Option<&FeatureCache>,
+    bundle: &Bundle,
+    dataset: &Dataset,
+    extract_opts: ExtractOptions,
+    reporter: &dyn Reporter,
+) -> Result<EvalReport> {
+    let kind = pipeline.model.manifest.kind;
+    let trained: std::collections::HashSet<&Path> =
+        bundle.train_files.iter().map(|p| p.as_path()).collect();
+    let mut excluded = 0;
+    let mut chosen = Vec::new();
+    for s in &dataset.samples {
+        if trained.contains(absolute(&s.path).as_path()) {
+            excluded += 1;
+        } else {
+            chosen.push(s);
+        }
+    }
+    if chosen.is_empty() {
+        return Err(Error::config(
+            format!("every image in {} was used to train this bundle", dataset.root.display()),
+            Some("evaluate on images the bundle has not seen (the fit's validation images already are in its report)".into()),
+        ));
+    }
+    let paths: Vec<PathBuf> = chosen.iter().map(|s| s.path.clone()).collect();
+    let extracted = extract(pipeline, cache, &paths, extract_opts, reporter)?;
+    let class_of = |name: &str| bundle.classes.iter().position(|c| c == name);
+    let mut unknown_classes: Vec<String> = dataset
+        .classes
+        .iter()
+        .filter(|c| class_of(c).is_none())
+        .cloned()
+        .collect();
+    unknown_classes.sort();
+    let (mut known_x, mut known_y, mut strangers) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut no_face, mut ambiguous) = (Vec::new(), Vec::new());
+    for (s, emb) in chosen.iter().zip(&extracted.embeddings) {
+        let Some(emb) = emb else { continue };
+        let v = match training_vector(kind, emb) {
+            Use::Vector(v) => v,
+            Use::NoFace => {
+                no_face.push(s.path.clone());
+                continue;
+            }
+            Use::Ambiguous(reason) => {
+                ambiguous.push(Skipped {
+                    path: s.path.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        match class_of(&dataset.classes[s.class]) {
+            Some(c) => {
+                known_x.push(v);
+                known_y.push(c);
+            }
+            None => strangers.push(v),
+        }
+    }
+    if known_x.is_empty() {
+        return Err(Error::config(
+            format!(
+                "no usable image of the bundle's classes ({}) in {}",
+                bundle.classes.join(", "),
+                dataset.root.display()
+            ),
+            Some(
+                "class folder names must match the class names the bundle was trained with".into(),
+            ),
+        ));
+    }
+    let d = known_x[0].len();
+    let x =
+        Array2::from_shape_vec((known_x.len(), d), known_x.concat()).expect("rows of equal length");
+    let proba = bundle.head.try_predict_proba(x.view())?;
+    let report = crate::evaluate::evaluate(&known_y, proba.view(), &bundle.classes)?;
+    let open_set = crate::predict::open_set(bundle)?.map(|set| set.evaluate(&known_x, &strangers));
+    Ok(EvalReport {
+        model: pipeline.model.manifest.name.clone(),
+        accuracy: report.accuracy,
+        macro_f1: report.macro_f1,
+        log_loss: report.log_loss,
+        n: report.n,
+        classes: bundle.classes.clone(),
+        confusion: report.confusion.clone(),
+        bias: report.bias_sentence(),
+        report,
+        excluded_training_images: excluded,
+        unknown_classes,
+        open_set,
+        skipped: extracted.report.skipped,
+        no_face,
+        ambiguous,
+        backbone_runs: extracted.report.backbone_runs,
+    })
+}
