@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::evaluate::Report;
 use crate::head::{ClassWeight, CvReport, SoftmaxHead, SoftmaxValidParams, SolverStats};
 use crate::models::{Model, ModelManifest};
-use crate::split::{write_atomic, SplitSpec};
+use crate::atomic::write_atomic;
+use crate::split::SplitSpec;
 
 /// Version of the bundle format; bumped on any incompatible change.
 pub const BUNDLE_FORMAT_VERSION: u32 = 1;

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::atomic::write_atomic_fast;
 use crate::backbone::{Embedding, FaceBox};
 use crate::error::{Error, Result};
 use crate::models::hex;
@@ -164,8 +165,7 @@ impl FeatureCache {
     /// Stores the embeddings of `key` atomically.
     pub fn put(&self, key: &str, embeddings: &[Embedding]) -> Result<()> {
         let path = self.entry_path(key);
-        let dir = path.parent().expect("entry has a folder");
-        write_atomic(dir, &path, &encode_entry(embeddings))
+        write_atomic_fast(&path, &encode_entry(embeddings))
     }
 
     /// Saves the file-stamp index (call at the end of a run; losing it only costs re-hashing).
@@ -177,7 +177,7 @@ impl FeatureCache {
         let mut list: Vec<(&PathBuf, &FileEntry)> = files.iter().collect();
         list.sort_by(|a, b| a.0.cmp(b.0));
         let bytes = serde_json::to_vec(&list).expect("serialisable index");
-        write_atomic(&self.root, &self.root.join(FILES_INDEX), &bytes)?;
+        write_atomic_fast(&self.root.join(FILES_INDEX), &bytes)?;
         *self.files_dirty.lock().expect("lock") = false;
         Ok(())
     }
@@ -194,19 +194,6 @@ fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
         len: meta.len(),
         mtime_ns,
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in `dir` and a rename.
-pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("cannot write in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("cannot write", path, e.error))?;
-    Ok(())
 }
 
 /// Serialises embeddings: magic, count, dimension, face flag, floats, then a checksum.

@@ -22,6 +22,7 @@ pub mod bundle;
 pub mod train;
 pub mod cache;
 pub mod dataset;
+pub mod atomic;
 pub mod error;
 pub mod evaluate;
 pub mod extract;

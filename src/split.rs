@@ -5,7 +5,6 @@
 //! derived from the seed and the class *name*, and dealt out test first, then validation, then
 //! training. So the same seed gives the same split on every machine, and adding images to one
 //! class never changes how another class was split.
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use rand::seq::SliceRandom;
@@ -14,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, Sample};
+use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 
 /// Version of the [`SplitManifest`] JSON format; bumped on any incompatible change.
@@ -539,23 +539,6 @@ pub(crate) fn check_relative(path: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("cannot write", path, e.error))?;
-    Ok(())
-}
 
 /// The first `n` items joined by ", ", with "…" when there are more.
 pub(crate) fn preview<T: AsRef<str>>(items: &[T], n: usize) -> String {

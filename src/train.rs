@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::backbone::Embedding;
 use crate::bundle::{Bundle, SplitSource, TrainingConfig};
-use crate::cache::{write_atomic, FeatureCache};
+use crate::atomic::write_atomic;
+use crate::cache::FeatureCache;
 use crate::dataset::{Dataset, Skipped};
 use crate::error::{Error, Result};
 use crate::evaluate::Report;
@@ -318,10 +319,8 @@ pub fn fit(
         )
     };
     let json = serde_json::to_vec_pretty(&report).expect("serialisable report");
-    write_atomic(dir, &dir.join(format!("{stem}report.json")), &json)?;
-    write_atomic(
-        dir,
-        &dir.join(format!("{stem}report.txt")),
+    write_atomic(&dir.join(format!("{stem}report.json")), &json)?;
+    write_atomic(&dir.join(format!("{stem}report.txt")),
         human(&report).as_bytes(),
     )?;
     let manifest = SplitManifest::new(

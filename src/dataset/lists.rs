@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::{Dataset, Sample};
 use crate::error::{Error, Result};
-use crate::split::{check_relative, preview, relative_path, write_atomic, Split};
+use crate::atomic::write_atomic;
+use crate::split::{check_relative, preview, relative_path, Split};
 
 /// Training list file name.
 pub const TRAIN_LIST: &str = "train_list.txt";
@@ -45,7 +46,7 @@ pub fn read(dir: &Path, base: Option<&Path>) -> Result<Lists> {
         .map(|(i, c)| (c.as_str(), i))
         .collect();
 
-    // (part, relative path, class, file, line)
+    // (part, relative path, class)
     let mut rows: Vec<(usize, String, usize)> = Vec::new();
     let mut seen: HashMap<String, (String, usize)> = HashMap::new();
     let mut missing: Vec<String> = Vec::new();
@@ -74,7 +75,7 @@ pub fn read(dir: &Path, base: Option<&Path>) -> Result<Lists> {
                     Some("each line is an image path, a space, and its label index from label_list.txt".into()),
                 ));
             };
-            let path = line[..cut].trim_end();
+            let path = line[..cut].trim();
             let label = &line[cut + 1..];
             if path.is_empty() {
                 return Err(at(
@@ -236,9 +237,9 @@ pub fn write(dir: &Path, dataset: &Dataset, split: &Split) -> Result<()> {
                 )
             })?;
             let rel = relative_path(&dataset.root, &s.path)?;
-            if rel.contains(['\n', '\r']) || rel.trim_end() != rel {
+            if rel.contains(['\n', '\r']) || rel.trim() != rel {
                 return Err(Error::config(
-                    format!("{} cannot be written to a list file (line break or trailing space in its name)", s.path.display()),
+                    format!("{} cannot be written to a list file (line break, or space at the start or end of its name)", s.path.display()),
                     Some("rename the file".into()),
                 ));
             }
