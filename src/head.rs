@@ -1236,7 +1236,7 @@ impl lbfgs::Objective for GramLine<'_> {
         let exact = gw.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         if frob > 0.0 {
             let floor = 1.0 / ((self.k * self.x.ncols()) as f32).sqrt();
-            self.ratio = (0.7 * exact / frob).max(floor);
+            self.ratio = (exact / frob).max(floor);
         }
         exact.max(bias_max)
     }
