@@ -23,11 +23,16 @@ fn write(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("cannot write in", dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io("cannot write", path, e))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("cannot write in", dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| Error::io("cannot write", path, e))?;
     if durable {
-        tmp.as_file().sync_all().map_err(|e| Error::io("cannot write", path, e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("cannot write", path, e))?;
     }
-    tmp.persist(path).map_err(|e| Error::io("cannot write", path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("cannot write", path, e.error))?;
     Ok(())
 }

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::evaluate::Report;
 use crate::head::{ClassWeight, CvReport, SoftmaxHead, SoftmaxValidParams, SolverStats};
 use crate::models::{Model, ModelManifest};
-use crate::atomic::write_atomic;
 use crate::split::SplitSpec;
 
 /// Version of the bundle format; bumped on any incompatible change.
@@ -96,9 +96,10 @@ pub struct Bundle {
     /// Face mode's open-set settings (the "unknown" threshold), owned by the face pipeline.
     #[serde(default)]
     pub open_set: Option<serde_json::Value>,
-    /// Absolute paths of the training images, so `qcyn eval` never scores an image the head saw.
+    /// sha256 of each training image's content, so `qcyn eval` never scores an image the head
+    /// saw, wherever it was copied or renamed to.
     #[serde(default)]
-    pub train_files: Vec<PathBuf>,
+    pub train_sha256: Vec<String>,
 }
 
 impl Bundle {
@@ -125,7 +126,7 @@ impl Bundle {
             training,
             validation,
             open_set: None,
-            train_files: Vec::new(),
+            train_sha256: Vec::new(),
         }
     }
 

@@ -110,6 +110,14 @@ impl FeatureCache {
         *self.corrupt.lock().expect("lock")
     }
 
+    /// The content keys of `paths` (`None` for a file that cannot be read).
+    pub fn keys(&self, paths: &[PathBuf]) -> Vec<Option<String>> {
+        paths
+            .iter()
+            .map(|p| self.key(p).ok().map(|k| k.key))
+            .collect()
+    }
+
     /// The content key of `path`. An unchanged file (same size and modification time as when it
     /// was last hashed) is not read again.
     pub fn key(&self, path: &Path) -> std::io::Result<Keyed> {
@@ -180,6 +188,19 @@ impl FeatureCache {
         write_atomic_fast(&self.root.join(FILES_INDEX), &bytes)?;
         *self.files_dirty.lock().expect("lock") = false;
         Ok(())
+    }
+}
+
+/// The content key of a file without a cache: the sha256 of its bytes.
+pub fn content_key(path: &Path) -> std::io::Result<String> {
+    Ok(hex(&Sha256::digest(std::fs::read(path)?)))
+}
+
+/// Content keys through `cache` when there is one (unchanged files are not read again).
+pub fn content_keys(cache: Option<&FeatureCache>, paths: &[PathBuf]) -> Vec<Option<String>> {
+    match cache {
+        Some(c) => c.keys(paths),
+        None => paths.iter().map(|p| content_key(p).ok()).collect(),
     }
 }
 

@@ -9,7 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or folder could not be read or written.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done ("cannot read", "cannot write", …).
         action: &'static str,
@@ -37,7 +37,7 @@ pub enum Error {
         hint: Option<String>,
     },
     /// ONNX Runtime reported an error.
-    #[error("ONNX Runtime: {0}")]
+    #[error("ONNX Runtime failed")]
     Ort(#[from] ort::Error),
 }
 

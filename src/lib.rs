@@ -16,13 +16,12 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod atomic;
 pub mod backbone;
 pub mod bench;
 pub mod bundle;
-pub mod train;
 pub mod cache;
 pub mod dataset;
-pub mod atomic;
 pub mod error;
 pub mod evaluate;
 pub mod extract;
@@ -34,5 +33,6 @@ pub mod preprocess;
 pub mod progress;
 pub mod runtime;
 pub mod split;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -12,8 +12,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Dataset, Sample};
 use crate::atomic::write_atomic;
+use crate::dataset::{Dataset, Sample};
 use crate::error::{Error, Result};
 
 /// Version of the [`SplitManifest`] JSON format; bumped on any incompatible change.
@@ -538,7 +538,6 @@ pub(crate) fn check_relative(path: &str) -> std::result::Result<(), String> {
     }
     Ok(())
 }
-
 
 /// The first `n` items joined by ", ", with "…" when there are more.
 pub(crate) fn preview<T: AsRef<str>>(items: &[T], n: usize) -> String {

@@ -7,9 +7,9 @@ use std::time::Instant;
 use ndarray::Array2;
 use serde::Serialize;
 
+use crate::atomic::write_atomic;
 use crate::backbone::Embedding;
 use crate::bundle::{Bundle, SplitSource, TrainingConfig};
-use crate::atomic::write_atomic;
 use crate::cache::FeatureCache;
 use crate::dataset::{Dataset, Skipped};
 use crate::error::{Error, Result};
@@ -269,11 +269,15 @@ pub fn fit(
         validation.clone(),
     );
     bundle.open_set = open_set;
-    bundle.train_files = data
+    let train_paths: Vec<PathBuf> = data
         .split
         .train
         .iter()
-        .map(|&i| absolute(&ds.samples[i].path))
+        .map(|&i| ds.samples[i].path.clone())
+        .collect();
+    bundle.train_sha256 = crate::cache::content_keys(cache, &train_paths)
+        .into_iter()
+        .flatten()
         .collect();
 
     let file = bundle_path(out);
@@ -320,7 +324,8 @@ pub fn fit(
     };
     let json = serde_json::to_vec_pretty(&report).expect("serialisable report");
     write_atomic(&dir.join(format!("{stem}report.json")), &json)?;
-    write_atomic(&dir.join(format!("{stem}report.txt")),
+    write_atomic(
+        &dir.join(format!("{stem}report.txt")),
         human(&report).as_bytes(),
     )?;
     let manifest = SplitManifest::new(
@@ -334,12 +339,6 @@ pub fn fit(
     manifest.write(&dir.join(format!("{stem}split.json")))?;
     bundle.write(&file)?;
     Ok((bundle, report))
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p)
-        .or_else(|_| std::path::absolute(p))
-        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The human-readable report of a fit.
@@ -437,7 +436,7 @@ pub struct EvalReport {
     pub report: Report,
     /// Which way the errors lean.
     pub bias: String,
-    /// Images left out because the bundle was trained on them.
+    /// Images left out because the bundle was trained on them (same content, wherever they are).
     pub excluded_training_images: usize,
     /// Images of classes the bundle does not know (strangers for face models; ignored otherwise).
     pub unknown_classes: Vec<String>,
@@ -464,12 +463,14 @@ pub fn evaluate_bundle(
     reporter: &dyn Reporter,
 ) -> Result<EvalReport> {
     let kind = pipeline.model.manifest.kind;
-    let trained: std::collections::HashSet<&Path> =
-        bundle.train_files.iter().map(|p| p.as_path()).collect();
+    let trained: std::collections::HashSet<&str> =
+        bundle.train_sha256.iter().map(String::as_str).collect();
+    let all: Vec<PathBuf> = dataset.samples.iter().map(|s| s.path.clone()).collect();
+    let keys = crate::cache::content_keys(cache, &all);
     let mut excluded = 0;
     let mut chosen = Vec::new();
-    for s in &dataset.samples {
-        if trained.contains(absolute(&s.path).as_path()) {
+    for (s, key) in dataset.samples.iter().zip(&keys) {
+        if key.as_deref().is_some_and(|k| trained.contains(k)) {
             excluded += 1;
         } else {
             chosen.push(s);

@@ -2,6 +2,6 @@
 mod util;
 
 mod engine;
-mod pure;
 mod face;
+mod pure;
 mod workflow;

@@ -18,10 +18,15 @@ const BLUE: [u8; 3] = [40, 45, 210];
 /// An image of colour `c`, varied by `i` (size and a faint texture) so that every file, and so its
 /// cache entry, is different.
 fn tinted(c: [u8; 3], i: u32) -> RgbImage {
-    RgbImage::from_fn(16 + i % 5, 12 + i % 3, |x, y| {
+    let mut img = RgbImage::from_fn(16 + i % 5, 12 + i % 3, |x, y| {
         let d = ((x * 3 + y * 5 + i * 7) % 21) as i32 - 10;
         Rgb(c.map(|v| (v as i32 + d).clamp(0, 255) as u8))
-    })
+    });
+    // One corner pixel carries `i`, so no two images of a class share their content.
+    let corner = img.get_pixel_mut(0, 0);
+    corner.0[0] = (i % 251) as u8;
+    corner.0[1] = (i / 251) as u8;
+    img
 }
 
 /// A folder-per-class dataset under `rel`: `n` PNGs of colour `c` per class `name`; `offset`
@@ -427,6 +432,28 @@ fn lists_written_by_split_feed_extract_fit_and_eval() {
     assert_eq!(json["n"], 9, "validation and test images: {json}");
     assert_eq!(json["accuracy"], 1.0, "{json}");
 
+    // The lists fix the split: asking for another rule with them is a usage error, not ignored.
+    let out = dir.run(&[
+        "fit",
+        "--lists",
+        "lists",
+        "--base",
+        "data",
+        "--val-per-class",
+        "3",
+        "--model",
+        "tiny",
+        "--out",
+        "b2",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lists"));
+
     // Lists kept outside the dataset need --base: without it, the error says so.
     let err = fails(
         &dir,
@@ -766,14 +793,20 @@ fn eval_leaves_out_the_training_images() {
     assert!(diagonal(&json["confusion"]), "{json}");
     assert_eq!(strings(&json["unknown_classes"]), ["blue"]);
 
-    // Only training images (reached through links): nothing left to score.
-    let train = strings(&read_json(&dir.path("bundle/bundle.json"))["train_files"]);
+    // Copies of the training images (another folder, new names): recognised by content, so
+    // nothing is left to score.
+    let train = strings(&read_json(&dir.path("bundle/bundle.json"))["train_sha256"]);
     assert_eq!(train.len(), 8);
-    for (i, p) in train.iter().enumerate() {
-        let class = Path::new(p).parent().unwrap().file_name().unwrap();
+    let split = read_json(&dir.path("bundle/split.json"));
+    for (i, e) in split["train"].as_array().unwrap().iter().enumerate() {
+        let (path, class) = (e["path"].as_str().unwrap(), e["class"].as_str().unwrap());
         let folder = dir.path("seen").join(class);
         std::fs::create_dir_all(&folder).unwrap();
-        std::os::unix::fs::symlink(p, folder.join(format!("{i}.png"))).unwrap();
+        std::fs::copy(
+            dir.path("data").join(path),
+            folder.join(format!("copy{i}.png")),
+        )
+        .unwrap();
     }
     let err = fails(&dir, &["eval", "--bundle", "bundle", "seen"]);
     assert!(err.contains("every image") && err.contains("seen"), "{err}");

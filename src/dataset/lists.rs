@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::atomic::write_atomic;
 use crate::dataset::{Dataset, Sample};
 use crate::error::{Error, Result};
-use crate::atomic::write_atomic;
 use crate::split::{check_relative, preview, relative_path, Split};
 
 /// Training list file name.
@@ -105,7 +105,12 @@ pub fn read(dir: &Path, base: Option<&Path>) -> Result<Lists> {
                     }
                 },
             };
-            check_relative(path).map_err(|msg| at(format!("`{path}`: {msg}"), None))?;
+            check_relative(path).map_err(|msg| {
+                at(
+                    format!("`{path}`: {msg}"),
+                    Some("list paths must stay inside the base folder: move the images under it, or point --base at a folder that holds them all".into()),
+                )
+            })?;
             let rel = normalise(path);
             if let Some((f, l)) = seen.get(&rel) {
                 return Err(at(

@@ -61,13 +61,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SplitRuleArgs {
     /// Hold out N images of every class for validation (the tutorial used 20).
-    #[arg(long, value_name = "N", conflicts_with = "val_fraction")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["val_fraction", "lists"])]
     pub val_per_class: Option<usize>,
     /// Hold out this fraction of every class for validation [default: 0.2 when no rule is given].
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", conflicts_with = "lists")]
     pub val_fraction: Option<f64>,
     /// Also hold out M images of every class for a final test.
-    #[arg(long, value_name = "M")]
+    #[arg(long, value_name = "M", conflicts_with = "lists")]
     pub test_per_class: Option<usize>,
     /// Seed of the shuffle: the same seed gives the same split.
     #[arg(long, default_value_t = 0, value_name = "S")]

@@ -755,7 +755,7 @@ fn cmd_bench(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         print_json(&report)?;
     } else {
         println!(
-            "model {} ({}), sha256 {}, {} with {} threads{}",
+            "model {} ({}), sha256 {}, {} with {} threads",
             report.model,
             if report.random_weights {
                 "RANDOM weights: latency only"
@@ -765,7 +765,6 @@ fn cmd_bench(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
             report.sha256,
             report.provider,
             report.threads,
-            ""
         );
         let table = |title: &str, rows: &[qcyn::bench::BenchResult]| {
             println!("{title}");
