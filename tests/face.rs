@@ -552,7 +552,7 @@ fn project() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The ORT environment and the face model, or `None` (with a note) when `scripts/setup` has not
+/// The ORT environment and the face model; panics with the fix when `scripts/setup` has not
 /// built them.
 fn models() -> Option<(ort::environment::Environment, Model)> {
     let p = project();
@@ -562,8 +562,8 @@ fn models() -> Option<(ort::environment::Environment, Model)> {
         &format!("runtime/{}", qcyn::runtime::DYLIB_NAME),
     ] {
         if !p.join(f).is_file() {
-            eprintln!("note: {f} is missing (run scripts/setup); skipping a face-model test");
-            return None;
+            // Never pass vacuously: scripts/test (and CI) build the models first.
+            panic!("{f} is missing: run scripts/setup (scripts/test does)");
         }
     }
     Some((
@@ -575,11 +575,10 @@ fn models() -> Option<(ort::environment::Environment, Model)> {
 fn photo(name: &str) -> Option<RgbImage> {
     let path = project().join(".qcyn/testdata/faces").join(name);
     if !path.is_file() {
-        eprintln!(
-            "note: {} is missing (run scripts/fetch_test_images); skipping",
+        panic!(
+            "{} is missing: run scripts/fetch_test_images (scripts/test does)",
             path.display()
         );
-        return None;
     }
     Some(qcyn::preprocess::decode_rgb(&std::fs::read(&path).unwrap()).expect("test photo decodes"))
 }
