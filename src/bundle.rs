@@ -96,6 +96,9 @@ pub struct Bundle {
     /// Face mode's open-set settings (the "unknown" threshold), owned by the face pipeline.
     #[serde(default)]
     pub open_set: Option<serde_json::Value>,
+    /// Face models: the face pipeline's options at training time (prediction uses the same).
+    #[serde(default)]
+    pub face_options: Option<crate::face::FaceOptions>,
     /// sha256 of each training image's content, so `qcyn eval` never scores an image the head
     /// saw, wherever it was copied or renamed to.
     #[serde(default)]
@@ -126,6 +129,7 @@ impl Bundle {
             training,
             validation,
             open_set: None,
+            face_options: None,
             train_sha256: Vec::new(),
         }
     }

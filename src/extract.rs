@@ -78,9 +78,19 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// The extractor a manifest describes. No model file is read until the first batch runs.
     pub fn open(env: &Environment, model: &Model, opts: SessionOptions) -> Result<Pipeline> {
+        Self::open_with(env, model, opts, crate::face::FaceOptions::default())
+    }
+
+    /// Like [`Pipeline::open`], with the face pipeline's options (ignored by whole-image models).
+    pub fn open_with(
+        env: &Environment,
+        model: &Model,
+        opts: SessionOptions,
+        face: crate::face::FaceOptions,
+    ) -> Result<Pipeline> {
         match model.manifest.kind {
             ModelKind::Whole => Ok(whole_image_pipeline(env, model, opts)),
-            ModelKind::Face => crate::face::pipeline(env, model, opts),
+            ModelKind::Face => crate::face::pipeline_with(env, model, opts, face),
         }
     }
 

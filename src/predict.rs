@@ -263,6 +263,23 @@ fn predict_one(
             error: None,
         });
     }
+    if embeddings[0].face.is_none() {
+        // Face model without a face, embedded whole (`--no-face whole`): one answer, no box.
+        let p = proba.row(0).to_vec();
+        let similarity = set.map(|s| s.score(&embeddings[0].vector).1);
+        let known = set.is_none_or(|s| similarity.unwrap_or(1.0) >= s.threshold);
+        return Ok(Prediction {
+            path: path.to_path_buf(),
+            label: Some(if known {
+                classes[argmax(0)].clone()
+            } else {
+                UNKNOWN.into()
+            }),
+            probabilities: probabilities(classes, &p, top_k),
+            faces: Some(Vec::new()),
+            error: None,
+        });
+    }
     let faces: Vec<FacePrediction> = embeddings
         .iter()
         .enumerate()

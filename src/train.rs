@@ -45,6 +45,8 @@ pub struct FitOptions {
     pub extract: ExtractOptions,
     /// Face models: share of known faces the "unknown" threshold may reject.
     pub false_reject_rate: f32,
+    /// Face models: the pipeline's options (recorded in the bundle so prediction matches).
+    pub face: crate::face::FaceOptions,
 }
 
 /// An image passed over for training or validation, and why.
@@ -269,6 +271,7 @@ pub fn fit(
         validation.clone(),
     );
     bundle.open_set = open_set;
+    bundle.face_options = (kind == ModelKind::Face).then_some(opts.face);
     let train_paths: Vec<PathBuf> = data
         .split
         .train

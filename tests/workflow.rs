@@ -1239,4 +1239,42 @@ fn face_mode_fits_and_predicts_per_face() {
         "{never}"
     );
     assert_eq!(entry(&never, "none.png")["label"], "no_face");
+
+    // `--no-face whole`: the gradient is embedded whole and trained on; the bundle remembers, so
+    // predict answers for an image without a face too (no face box).
+    let (json, code, err) = dir.json(&[
+        "fit",
+        "faces",
+        "--model",
+        "face",
+        "--val-per-class",
+        "1",
+        "--no-face",
+        "whole",
+        "--out",
+        "whole",
+    ]);
+    assert_eq!(code, 0, "{err}\n{json}");
+    assert_eq!(strings(&json["no_face"]).len(), 0, "{json}");
+    assert_eq!(
+        json["n_train"].as_u64().unwrap() + json["n_val"].as_u64().unwrap(),
+        8,
+        "{json}"
+    );
+    let (json, code, err) = dir.json(&[
+        "predict",
+        "--bundle",
+        "whole",
+        "new",
+        "--unknown-threshold",
+        "-1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let none = entry(&json, "none.png");
+    assert!(
+        none["label"] == "obama" || none["label"] == "biden",
+        "{none}"
+    );
+    assert_eq!(none["faces"].as_array().map(Vec::len), Some(0), "{none}");
+    assert!((total(&none["probabilities"]) - 1.0).abs() < 1e-4, "{none}");
 }

@@ -58,6 +58,10 @@ pub struct FaceOptions {
     pub min_face_px: f32,
     /// Non-maximum suppression IoU threshold.
     pub nms_iou: f32,
+    /// When no face is found, embed the whole image (its centre square, as if it were a face
+    /// crop) instead of returning nothing. Such an embedding has no face box.
+    #[serde(default)]
+    pub whole_image_fallback: bool,
 }
 
 impl Default for FaceOptions {
@@ -66,6 +70,7 @@ impl Default for FaceOptions {
             score_threshold: 0.6,
             min_face_px: 20.0,
             nms_iou: 0.3,
+            whole_image_fallback: false,
         }
     }
 }
@@ -187,7 +192,7 @@ impl FaceModel {
     /// alignment template, crop size and colour, and [`FACE_CODE_VERSION`].
     pub fn preprocess_id(&self, opts: &FaceOptions) -> String {
         let text = format!(
-            "face-v{FACE_CODE_VERSION}|letterbox {} upscale-to {} bilinear {:?}/{}|score>={} nms {} min {}px|align lsq-similarity bilinear {:?}|crop {} {:?}/{}",
+            "face-v{FACE_CODE_VERSION}|letterbox {} upscale-to {} bilinear {:?}/{}|score>={} nms {} min {}px|align lsq-similarity bilinear {:?}|crop {} {:?}/{}|fallback {}",
             self.detector.size,
             detect::UPSCALE_TO,
             self.detector.colour,
@@ -199,6 +204,7 @@ impl FaceModel {
             self.embedder.size,
             self.embedder.colour,
             self.embedder.scale,
+            opts.whole_image_fallback,
         );
         crate::models::hex(&Sha256::digest(text.as_bytes()))
     }
@@ -453,9 +459,35 @@ impl FaceEngine {
         })
     }
 
-    /// Every face's embedding, most prominent first (empty when there is no face).
+    /// Every face's embedding, most prominent first (empty when there is no face, unless
+    /// [`FaceOptions::whole_image_fallback`] asks for the whole image's embedding then).
     pub fn embed_image(&mut self, img: &RgbImage) -> Result<Vec<Embedding>> {
-        Ok(self.analyse(img)?.embeddings())
+        let faces = self.analyse(img)?.embeddings();
+        if faces.is_empty() && self.opts.whole_image_fallback {
+            return Ok(vec![Embedding {
+                vector: self.embed_whole(img)?,
+                face: None,
+            }]);
+        }
+        Ok(faces)
+    }
+
+    /// Embeds the image's centre square, resized to the embedder's input, as if it were an
+    /// aligned face (the fallback for images without a detectable face).
+    pub fn embed_whole(&mut self, img: &RgbImage) -> Result<Vec<f32>> {
+        let (w, h) = img.dimensions();
+        let side = w.min(h).max(1);
+        let square = image::imageops::crop_imm(
+            img,
+            (w - side.min(w)) / 2,
+            (h - side.min(h)) / 2,
+            side,
+            side,
+        )
+        .to_image();
+        let n = self.model.embedder.size;
+        let crop = image::imageops::resize(&square, n, n, image::imageops::FilterType::Triangle);
+        self.embedder.embed(&crop)
     }
 }
 

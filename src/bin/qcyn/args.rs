@@ -224,6 +224,19 @@ pub struct ModelArgs {
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Face models: what to do with an image in which no face is found: skip it (and list it), or
+    /// embed the whole image instead.
+    #[arg(long, value_enum, default_value_t = NoFaceArg::Skip, value_name = "WHAT")]
+    pub no_face: NoFaceArg,
+}
+
+/// What face models do with an image without a face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NoFaceArg {
+    /// Leave it out and list it under `no_face`.
+    Skip,
+    /// Embed the whole image (its centre square) as if it were a face.
+    Whole,
 }
 
 /// Feature cache location.

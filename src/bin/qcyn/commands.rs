@@ -228,7 +228,12 @@ fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
     }
     let data = training_data(&a)?;
     let env = ctx.environment()?;
-    let mut pipeline = Pipeline::open(&env, &model, session_options(&a.model))?;
+    let mut pipeline = Pipeline::open_with(
+        &env,
+        &model,
+        session_options(&a.model),
+        face_options(&a.model),
+    )?;
     let cache = open_cache(&a.cache, &pipeline)?;
     let opts = FitOptions {
         params,
@@ -237,6 +242,7 @@ fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
             workers: threads(&a.model),
         },
         false_reject_rate: a.false_reject_rate,
+        face: face_options(&a.model),
     };
     let (_, mut report) = qcyn::train::fit(
         &mut pipeline,
@@ -271,13 +277,14 @@ fn bundle_and_pipeline(
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let pipeline = Pipeline::open(
+    let pipeline = Pipeline::open_with(
         &env,
         &model,
         SessionOptions {
             threads,
             device: Device::Cpu,
         },
+        bundle.face_options.unwrap_or_default(),
     )?;
     bundle.check_model(&model, &pipeline.identity.sha256)?;
     Ok((bundle, pipeline, env))
@@ -504,6 +511,13 @@ fn threads(model: &args::ModelArgs) -> usize {
         .max(1)
 }
 
+fn face_options(model: &args::ModelArgs) -> qcyn::face::FaceOptions {
+    qcyn::face::FaceOptions {
+        whole_image_fallback: model.no_face == args::NoFaceArg::Whole,
+        ..Default::default()
+    }
+}
+
 fn session_options(model: &args::ModelArgs) -> SessionOptions {
     SessionOptions {
         threads: threads(model),
@@ -564,7 +578,12 @@ fn cmd_extract(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
     }
     let data = load_data(&a.data)?;
     let env = ctx.environment()?;
-    let mut pipeline = Pipeline::open(&env, &model, session_options(&a.model))?;
+    let mut pipeline = Pipeline::open_with(
+        &env,
+        &model,
+        session_options(&a.model),
+        face_options(&a.model),
+    )?;
     let cache = open_cache(&a.cache, &pipeline)?;
     if let Some(w) = random_weights_warning(&model) {
         ctx.note(&w);
@@ -724,7 +743,7 @@ fn cmd_bench(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
     };
     let env = ctx.environment()?;
     let opts = session_options(&a.model);
-    let mut pipeline = Pipeline::open(&env, &model, opts)?;
+    let mut pipeline = Pipeline::open_with(&env, &model, opts, face_options(&a.model))?;
     let sha256 = pipeline.identity.sha256.clone();
     if let Some(w) = random_weights_warning(&model) {
         ctx.note(&w);
