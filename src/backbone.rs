@@ -118,7 +118,7 @@ pub fn open_session(env: &Environment, path: &Path, opts: SessionOptions) -> Res
         ));
     }
     let mut builder = Session::builder(env)?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(ort::Error::from)?;
     if opts.threads > 0 {
         builder = builder

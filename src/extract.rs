@@ -153,14 +153,20 @@ impl Run for WholeRunner {
         }
         let backbone = self.backbone.as_mut().expect("opened above");
         let n = batch.len();
-        self.buf.clear();
-        for p in batch {
-            match p {
-                Prepared::Tensor(t) => self.buf.extend_from_slice(&t),
-                Prepared::Image(_) => unreachable!("whole-image preparer makes tensors"),
+        let mut tensors = batch.into_iter().map(|p| match p {
+            Prepared::Tensor(t) => t,
+            Prepared::Image(_) => unreachable!("whole-image preparer makes tensors"),
+        });
+        let feats = if n == 1 {
+            // One image: its tensor is the batch, no copy.
+            backbone.run(&tensors.next().expect("one tensor"), 1)?
+        } else {
+            self.buf.clear();
+            for t in tensors {
+                self.buf.extend_from_slice(&t);
             }
-        }
-        let feats = backbone.run(&self.buf, n)?;
+            backbone.run(&self.buf, n)?
+        };
         self.images_run += n as u64;
         let dim = backbone.dim();
         Ok(feats
