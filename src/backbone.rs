@@ -281,30 +281,10 @@ impl WholeImageBackbone {
 
 /// Checks a model file's sha256 against its manifest.
 pub fn verify_model_file(model: &Model, path: &Path) -> Result<String> {
-    if !path.is_file() {
-        return Err(Error::bad_file(
-            path,
-            format!("model file for `{}` not found", model.manifest.name),
-            Some(format!(
-                "run {} to build it",
-                crate::runtime::project_dir()
-                    .join("scripts/setup")
-                    .display()
-            )),
-        ));
-    }
-    let actual = crate::models::sha256_file(path)?;
-    match model.manifest.sha256.as_deref() {
-        Some(expected) if expected != actual => Err(Error::bad_file(
-            path,
-            format!(
-                "sha256 is {actual}, but the manifest {} says {expected}",
-                model.manifest_path.display()
-            ),
-            Some(
-                "the file was changed or only partly written; rebuild it with scripts/setup".into(),
-            ),
-        )),
-        _ => Ok(actual),
-    }
+    crate::models::verify_file(
+        path,
+        model.manifest.sha256.as_deref(),
+        &model.manifest_path,
+        &format!("model file for `{}`", model.manifest.name),
+    )
 }

@@ -305,6 +305,43 @@ impl Registry {
     }
 }
 
+/// Checks that a model file exists and, when `expected` is given, that its sha256 is the one its
+/// manifest names. Returns the actual sha256. `what` names the file in messages ("model file for
+/// `mobilenetv2`", "face detector", …).
+pub fn verify_file(
+    path: &Path,
+    expected: Option<&str>,
+    manifest: &Path,
+    what: &str,
+) -> Result<String> {
+    if !path.is_file() {
+        return Err(Error::bad_file(
+            path,
+            format!("{what} not found"),
+            Some(format!(
+                "run {} to build it",
+                crate::runtime::project_dir()
+                    .join("scripts/setup")
+                    .display()
+            )),
+        ));
+    }
+    let actual = sha256_file(path)?;
+    match expected {
+        Some(expected) if expected != actual => Err(Error::bad_file(
+            path,
+            format!(
+                "sha256 is {actual}, but the manifest {} says {expected}",
+                manifest.display()
+            ),
+            Some(
+                "the file was changed or only partly written; rebuild it with scripts/setup".into(),
+            ),
+        )),
+        _ => Ok(actual),
+    }
+}
+
 /// sha256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;

@@ -16,7 +16,7 @@
 //! image centre and `d_max` half the image diagonal. A face in the middle counts fully, one in a
 //! corner half, so the person a photo is *of* comes first even next to a slightly larger face at
 //! the edge.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use image::RgbImage;
@@ -210,36 +210,6 @@ impl FaceModel {
     }
 }
 
-/// Checks a face model file against the sha256 its manifest table gives.
-fn verify_file(path: &Path, expected: &str, manifest: &Path) -> Result<()> {
-    if !path.is_file() {
-        return Err(Error::bad_file(
-            path,
-            "face model file not found",
-            Some(format!(
-                "run {} to build it",
-                crate::runtime::project_dir()
-                    .join("scripts/setup")
-                    .display()
-            )),
-        ));
-    }
-    let actual = crate::models::sha256_file(path)?;
-    if actual != expected {
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "sha256 is {actual}, but the manifest {} says {expected}",
-                manifest.display()
-            ),
-            Some(
-                "the file was changed or only partly written; rebuild it with scripts/setup".into(),
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Prominence of a face in a `width`×`height` image: clipped box area × centrality (see the
 /// module documentation).
 pub fn prominence(face: &FaceBox, width: u32, height: u32) -> f32 {
@@ -352,8 +322,18 @@ impl FaceEngine {
     ) -> Result<FaceEngine> {
         opts.check()?;
         let fm = FaceModel::from_model(model)?;
-        verify_file(&fm.detector_path, &fm.detector.sha256, &fm.manifest_path)?;
-        verify_file(&fm.embedder_path, &fm.embedder.sha256, &fm.manifest_path)?;
+        crate::models::verify_file(
+            &fm.detector_path,
+            Some(&fm.detector.sha256),
+            &fm.manifest_path,
+            "face detector",
+        )?;
+        crate::models::verify_file(
+            &fm.embedder_path,
+            Some(&fm.embedder.sha256),
+            &fm.manifest_path,
+            "face embedder",
+        )?;
         let detector = detect::Detector::open(env, &fm.detector, &fm.detector_path, session)?;
         let embedder = embed::Embedder::open(env, &fm.embedder, &fm.embedder_path, session)?;
         Ok(FaceEngine {
