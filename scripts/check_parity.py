@@ -2,7 +2,7 @@
 """Prove the built models right with ONNX Runtime.
 
 1. MobileNetV2 parity against the original PyTorch/torchvision model: the reference folder
-   (../shared/reference relative to the repo root, or $QCYN_REFERENCE) holds the original model's
+   (tests/fixtures/reference, a copy of ../shared/reference, or $QCYN_REFERENCE) holds the original model's
    outputs on a formula-defined input; pooled features (first 16 and L2 norm), the first 16
    logits and the top-5 classes must agree (abs tolerance 1e-3). Without the folder this step is
    skipped with a message, not failed.
@@ -56,7 +56,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def check_mobilenetv2() -> bool:
-    ref_dir = Path(os.environ.get("QCYN_REFERENCE", REPO.parent / "shared" / "reference"))
+    ref_dir = Path(os.environ.get("QCYN_REFERENCE", REPO / "tests" / "fixtures" / "reference"))
     ref_file = ref_dir / "mobilenetv2_synthetic_input.json"
     if not ref_file.is_file():
         log(f"mobilenetv2 parity SKIPPED: no reference at {ref_file} (set QCYN_REFERENCE)")
