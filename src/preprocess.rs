@@ -16,7 +16,7 @@ pub const MAX_SIDE: u32 = 30_000;
 
 /// Bumped whenever the preprocessing code changes what it produces, so cached features of the
 /// old code are never reused.
-pub const PREPROCESS_CODE_VERSION: u32 = 1;
+pub const PREPROCESS_CODE_VERSION: u32 = 2;
 
 /// Why an image could not be used. The message is meant for people and names the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +26,16 @@ pub struct ImageProblem(pub String);
 /// Decodes an image from its bytes into 8-bit RGB, applying EXIF orientation. Greyscale, palette,
 /// alpha (dropped), 16-bit and CMYK inputs all become RGB; GIFs give their first frame.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ImageProblem> {
+    decode_rgb_at_least(bytes, None)
+}
+
+/// Like [`decode_rgb`], but a large JPEG may be decoded at 1/4 or 1/8 of its size in the DCT
+/// domain (much faster than decoding every pixel and shrinking), as long as its shorter side stays
+/// at least `min_short_side` pixels. Used when the model's input is far smaller than the photo.
+pub fn decode_rgb_at_least(
+    bytes: &[u8],
+    min_short_side: Option<u32>,
+) -> Result<RgbImage, ImageProblem> {
     if bytes.is_empty() {
         return Err(ImageProblem("empty file (0 bytes)".into()));
     }
@@ -39,7 +49,8 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ImageProblem> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageProblem(format!("cannot read: {e}")))?;
-    if reader.format().is_none() {
+    let format = reader.format();
+    if format.is_none() {
         return Err(ImageProblem(
             "not a recognised image format (the content is not JPEG, PNG, GIF, BMP, WebP or TIFF)"
                 .into(),
@@ -54,12 +65,41 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, ImageProblem> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    if let (Some(min_side), Some(image::ImageFormat::Jpeg)) = (min_short_side, format) {
+        let (w, h) = decoder.dimensions();
+        if let Some(mut img) = decode_jpeg_reduced(bytes, w, h, min_side) {
+            img.apply_orientation(orientation);
+            return Ok(img.into_rgb8());
+        }
+    }
     let mut img = DynamicImage::from_decoder(decoder).map_err(describe)?;
     img.apply_orientation(orientation);
     Ok(match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.into_rgb8(),
     })
+}
+
+/// Decodes a JPEG at 1/8 or 1/4 scale when its shorter side stays at least `min_side`; `None` when
+/// no such reduction applies (or the reduced decoder fails: the full decoder then has its say).
+fn decode_jpeg_reduced(bytes: &[u8], w: u32, h: u32, min_side: u32) -> Option<DynamicImage> {
+    let factor = [8u32, 4]
+        .into_iter()
+        .find(|f| w.min(h) / f >= min_side.max(1))?;
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    let (tw, th) = (w.div_ceil(factor), h.div_ceil(factor));
+    let (sw, sh) = dec
+        .scale(u16::try_from(tw).ok()?, u16::try_from(th).ok()?)
+        .ok()?;
+    let pixels = dec.decode().ok()?;
+    let (sw, sh) = (sw as u32, sh as u32);
+    use jpeg_decoder::PixelFormat as P;
+    match dec.info()?.pixel_format {
+        P::RGB24 => RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8),
+        P::L8 => image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8),
+        // 16-bit and CMYK JPEGs are rare: the full decoder handles them.
+        _ => None,
+    }
 }
 
 /// Whether a JPEG's end-of-image marker is near its end (a few cameras append data after it).
@@ -123,8 +163,19 @@ impl Preprocessor {
 
     /// Decodes `bytes` and writes the tensor into `out` (length [`Self::tensor_len`]).
     pub fn prepare_bytes(&self, bytes: &[u8], out: &mut [f32]) -> Result<(), ImageProblem> {
-        let img = decode_rgb(bytes)?;
+        let img = decode_rgb_at_least(bytes, Some(self.min_short_side()))?;
         self.prepare(&img, out)
+    }
+
+    /// The shorter side a decoded image needs so that resizing it to the input only shrinks.
+    pub fn min_short_side(&self) -> u32 {
+        match self.spec.resize {
+            ResizeRule::ShorterThenCenterCrop => self
+                .spec
+                .resize_to
+                .unwrap_or(self.input.width.min(self.input.height)),
+            ResizeRule::Stretch | ResizeRule::Letterbox => self.input.width.max(self.input.height),
+        }
     }
 
     /// Resizes, crops and normalises a decoded image into `out` (length [`Self::tensor_len`]).

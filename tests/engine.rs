@@ -643,3 +643,44 @@ fn mobilenetv2_with_qcyn_preprocessing_gets_the_reference_top1_on_real_photos() 
         photos.display()
     );
 }
+
+#[test]
+fn large_jpegs_decode_reduced_with_nearly_the_same_tensor() {
+    use qcyn::preprocess::{decode_rgb_at_least, Preprocessor};
+    // A smooth 2048 x 1536 photo-like image: its shorter side is 6x the 256 the model needs, so
+    // it may be decoded at 1/4 scale in the DCT domain.
+    let img = RgbImage::from_fn(2048, 1536, |x, y| {
+        let (fx, fy) = (x as f32 / 2048.0, y as f32 / 1536.0);
+        let ring = (((fx - 0.5).powi(2) + (fy - 0.5).powi(2)).sqrt() * 40.0).sin() * 60.0;
+        Rgb([
+            (fx * 200.0 + ring + 30.0) as u8,
+            (fy * 180.0 + 40.0) as u8,
+            (128.0 + ring) as u8,
+        ])
+    });
+    let bytes = jpeg(&img);
+    let reduced = decode_rgb_at_least(&bytes, Some(256)).unwrap();
+    assert_eq!(
+        reduced.dimensions(),
+        (512, 384),
+        "decoded at 1/4 in the DCT domain"
+    );
+    let full = decode_rgb(&bytes).unwrap();
+    assert_eq!(full.dimensions(), (2048, 1536));
+    assert_eq!(
+        decode_rgb_at_least(&bytes, Some(1000))
+            .unwrap()
+            .dimensions(),
+        (2048, 1536),
+        "1/2 is not used"
+    );
+
+    let model = Model::load(&project().join("models/mobilenetv2.toml")).unwrap();
+    let pre = Preprocessor::new(model.preprocess(), model.input());
+    let (mut a, mut b) = (vec![0f32; pre.tensor_len()], vec![0f32; pre.tensor_len()]);
+    pre.prepare(&full, &mut a).unwrap();
+    pre.prepare(&reduced, &mut b).unwrap();
+    let mad = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+    // One 8-bit step is 1/255/0.225 ≈ 0.017 after normalisation.
+    assert!(mad < 0.03, "mean absolute difference {mad}");
+}
