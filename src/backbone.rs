@@ -6,7 +6,10 @@
 use std::path::Path;
 
 use ort::environment::Environment;
-use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::session::{
+    builder::{AutoDevicePolicy, GraphOptimizationLevel},
+    Session,
+};
 use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +120,12 @@ pub fn open_session(env: &Environment, path: &Path, opts: SessionOptions) -> Res
             Some("use --device cpu".into()),
         ));
     }
+    // ort's builder asks ONNX Runtime to pick devices by a "max efficiency" policy; qcyn chooses
+    // the execution provider itself (`Device`), so it asks for plain CPU, as Python's
+    // onnxruntime does with `providers=["CPUExecutionProvider"]`.
     let mut builder = Session::builder(env)?
+        .with_auto_device(AutoDevicePolicy::PreferCPU)
+        .map_err(ort::Error::from)?
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(ort::Error::from)?;
     if opts.threads > 0 {

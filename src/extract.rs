@@ -42,6 +42,11 @@ pub trait Run {
     fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>>;
     /// How many images went through the backbone so far.
     fn images_run(&self) -> u64;
+    /// Runs `n` images already laid out as one input tensor, discarding the output: the backbone
+    /// alone, as `bench` measures it. `None` when the runner takes no such input (face models).
+    fn run_tensor(&mut self, _batch: &[f32], _n: usize) -> Option<Result<()>> {
+        None
+    }
 }
 
 /// What identifies an extractor's features in the cache.
@@ -182,6 +187,24 @@ impl Run for WholeRunner {
 
     fn images_run(&self) -> u64 {
         self.images_run
+    }
+
+    fn run_tensor(&mut self, batch: &[f32], n: usize) -> Option<Result<()>> {
+        Some((|| {
+            if self.backbone.is_none() {
+                self.backbone = Some(WholeImageBackbone::open(
+                    &self.env,
+                    &self.model,
+                    self.opts,
+                    true,
+                )?);
+            }
+            self.backbone
+                .as_mut()
+                .expect("opened above")
+                .run(batch, n)
+                .map(|_| ())
+        })())
     }
 }
 
