@@ -342,6 +342,21 @@ pub fn verify_file(
     }
 }
 
+/// The default backbone: `xception71` (the tutorial's) when a manifest with pretrained weights and
+/// its file are installed, else `mobilenetv2`.
+pub fn default_model_name(registry: &Registry) -> &'static str {
+    let xception_ready = registry.models.iter().any(|m| {
+        m.manifest.name == "xception71"
+            && !m.manifest.random_weights
+            && m.onnx_path().is_some_and(|p| p.is_file())
+    });
+    if xception_ready {
+        "xception71"
+    } else {
+        "mobilenetv2"
+    }
+}
+
 /// sha256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;

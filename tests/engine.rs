@@ -684,3 +684,44 @@ fn large_jpegs_decode_reduced_with_nearly_the_same_tensor() {
     // One 8-bit step is 1/255/0.225 ≈ 0.017 after normalisation.
     assert!(mad < 0.03, "mean absolute difference {mad}");
 }
+
+#[test]
+fn xception71_is_the_default_once_its_pretrained_weights_are_installed() {
+    use qcyn::models::{default_model_name, Registry};
+    let dir = Dir::new();
+    let fixtures = project().join("tests/fixtures/models");
+    std::fs::create_dir_all(dir.path("models")).unwrap();
+    std::fs::copy(fixtures.join("tiny.onnx"), dir.path("models/tiny.onnx")).unwrap();
+    let tiny = std::fs::read_to_string(fixtures.join("tiny.toml")).unwrap();
+    let write = |name: &str, random: bool| {
+        let text = tiny
+            .replace("name = \"tiny\"", &format!("name = \"{name}\""))
+            .replace(
+                "random_weights = false",
+                &format!("random_weights = {random}"),
+            );
+        std::fs::write(dir.path(&format!("models/{name}.toml")), text).unwrap();
+    };
+    write("mobilenetv2", false);
+    write("xception71", true);
+    let registry = Registry::load(&dir.path("models")).unwrap();
+    assert_eq!(
+        default_model_name(&registry),
+        "mobilenetv2",
+        "random weights are never the default"
+    );
+    write("xception71", false);
+    let registry = Registry::load(&dir.path("models")).unwrap();
+    assert_eq!(default_model_name(&registry), "xception71");
+    // The real project: offline, Xception71 has random weights, so MobileNetV2 is the default.
+    let (json, code, _) = Dir::new().json(&["models"]);
+    assert_eq!(code, 0);
+    let default: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["default"] == true)
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(default, ["mobilenetv2"]);
+}

@@ -215,9 +215,10 @@ pub struct DataArgs {
 /// Which backbone and how to run it.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Backbone name (see `qcyn models`) or a manifest path ending in .toml.
-    #[arg(long, short, default_value = "mobilenetv2", env = "QCYN_MODEL")]
-    pub model: String,
+    /// Backbone name (see `qcyn models`) or a manifest path ending in .toml [default: xception71
+    /// when its pretrained weights are installed, else mobilenetv2].
+    #[arg(long, short, env = "QCYN_MODEL")]
+    pub model: Option<String>,
     /// Threads for ONNX Runtime and for decoding (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

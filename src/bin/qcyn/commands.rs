@@ -39,6 +39,16 @@ impl Ctx {
         Ok(Registry::load(&dir)?)
     }
 
+    /// The model asked for, or the default: Xception71 (the tutorial's) when its pretrained
+    /// weights are installed, else MobileNetV2.
+    fn model_or_default(&self, name: Option<&str>) -> Result<Model> {
+        let registry = self.registry()?;
+        match name {
+            Some(name) => Ok(registry.get(name)?),
+            None => Ok(registry.get(qcyn::models::default_model_name(&registry))?),
+        }
+    }
+
     fn model(&self, name: &str) -> Result<Model> {
         Ok(self.registry()?.get(name)?)
     }
@@ -193,7 +203,7 @@ fn cmd_split(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
 }
 
 fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
-    let model = ctx.model(&a.model.model)?;
+    let model = ctx.model_or_default(a.model.model.as_deref())?;
     if model.manifest.random_weights {
         anyhow::bail!(qcyn::Error::config(
             format!(
@@ -572,7 +582,7 @@ fn random_weights_warning(model: &Model) -> Option<String> {
 }
 
 fn cmd_extract(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
-    let model = ctx.model(&a.model.model)?;
+    let model = ctx.model_or_default(a.model.model.as_deref())?;
     if a.batch == 0 {
         anyhow::bail!(qcyn::Error::config("--batch must be at least 1", None));
     }
@@ -633,27 +643,29 @@ fn cmd_extract(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
 
 fn cmd_models(ctx: &Ctx) -> Result<ExitCode> {
     let registry = ctx.registry()?;
+    let default = qcyn::models::default_model_name(&registry);
     let mut rows = Vec::new();
     for m in &registry.models {
         let man = &m.manifest;
-        let files: Vec<PathBuf> = match man.kind {
-            qcyn::models::ModelKind::Whole => m.onnx_path().into_iter().collect(),
-            qcyn::models::ModelKind::Face => ["detector", "embedder"]
-                .iter()
-                .filter_map(|k| {
-                    let t = if *k == "detector" {
-                        &man.detector
-                    } else {
-                        &man.embedder
-                    };
-                    t.as_ref()
-                        .and_then(|t| t.get("file"))
-                        .and_then(|f| f.as_str())
-                        .map(|f| m.resolve(f.as_ref()))
+        // (file, sha256) of each ONNX file: one for whole-image models, detector and embedder for
+        // face models; `path` and `sha256` below are the first.
+        let files: Vec<(PathBuf, Option<String>)> = match man.kind {
+            qcyn::models::ModelKind::Whole => m
+                .onnx_path()
+                .into_iter()
+                .map(|p| (p, man.sha256.clone()))
+                .collect(),
+            qcyn::models::ModelKind::Face => [&man.detector, &man.embedder]
+                .into_iter()
+                .filter_map(|t| {
+                    let t = t.as_ref()?;
+                    let file = t.get("file")?.as_str()?;
+                    let sha = t.get("sha256").and_then(|v| v.as_str()).map(String::from);
+                    Some((m.resolve(file.as_ref()), sha))
                 })
                 .collect(),
         };
-        let available = !files.is_empty() && files.iter().all(|f| f.is_file());
+        let available = !files.is_empty() && files.iter().all(|(f, _)| f.is_file());
         let (size, dim) = match (&man.input, &man.output) {
             (Some(i), Some(o)) => (format!("{}x{}", i.width, i.height), o.dim),
             _ => {
@@ -666,19 +678,13 @@ fn cmd_models(ctx: &Ctx) -> Result<ExitCode> {
                 (format!("{0}x{0} faces", get("size")), get("dim") as usize)
             }
         };
-        let sha = man.sha256.clone().or_else(|| {
-            man.embedder
-                .as_ref()
-                .and_then(|t| t.get("sha256"))
-                .and_then(|v| v.as_str())
-                .map(String::from)
-        });
         rows.push(json!({
             "name": man.name,
             "kind": man.kind,
-            "path": files.first(),
-            "files": files,
-            "sha256": sha,
+            "path": files.first().map(|f| &f.0),
+            "sha256": files.first().and_then(|f| f.1.clone()),
+            "files": files.iter().map(|(p, sha)| json!({"path": p, "sha256": sha})).collect::<Vec<_>>(),
+            "default": man.name == default,
             "available": available,
             "random_weights": man.random_weights,
             "input": size,
@@ -699,7 +705,11 @@ fn cmd_models(ctx: &Ctx) -> Result<ExitCode> {
         for r in &rows {
             println!(
                 "{:<20} {:<16} {:>6}  {:<9} {:<7} {}",
-                r["name"].as_str().unwrap_or(""),
+                format!(
+                    "{}{}",
+                    r["name"].as_str().unwrap_or(""),
+                    if r["default"] == true { " *" } else { "" }
+                ),
                 r["input"].as_str().unwrap_or(""),
                 r["feature_dim"],
                 if r["available"].as_bool() == Some(true) {
@@ -715,7 +725,10 @@ fn cmd_models(ctx: &Ctx) -> Result<ExitCode> {
                 r["licence"].as_str().unwrap_or("")
             );
         }
-        println!("models folder: {}", registry.dir.display());
+        println!(
+            "* the default model; models folder: {}",
+            registry.dir.display()
+        );
         if rows.iter().any(|r| r["available"].as_bool() != Some(true)) {
             println!(
                 "missing files are built by {}",
@@ -727,7 +740,7 @@ fn cmd_models(ctx: &Ctx) -> Result<ExitCode> {
 }
 
 fn cmd_bench(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
-    let model = ctx.model(&a.model.model)?;
+    let model = ctx.model_or_default(a.model.model.as_deref())?;
     let limits = qcyn::bench::BenchLimits {
         batches: a.batch.clone(),
         warmup: a.warmup,
