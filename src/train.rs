@@ -49,9 +49,6 @@ pub struct FitOptions {
     pub face: crate::face::FaceOptions,
 }
 
-/// An image passed over for training or validation, and why.
-pub type Passed = Skipped;
-
 /// What `qcyn fit` reports (its `--json` output).
 #[derive(Debug, Clone, Serialize)]
 pub struct FitReport {
