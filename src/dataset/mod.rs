@@ -71,8 +71,17 @@ pub fn has_image_extension(path: &Path) -> bool {
 /// Files without an image extension and hidden files are listed in [`Dataset::skipped`]; an empty
 /// class folder is an error naming it, and so is a tree with no images at all.
 pub fn scan(root: &Path) -> Result<Dataset> {
-    let meta =
-        std::fs::metadata(root).map_err(|e| Error::io("cannot open dataset folder", root, e))?;
+    let meta = std::fs::metadata(root).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::bad_file(
+                root,
+                "dataset folder not found",
+                Some("check the path: qcyn expects a folder with one sub-folder per class (root/<class>/<image>)".into()),
+            )
+        } else {
+            Error::io("cannot open dataset folder", root, e)
+        }
+    })?;
     if !meta.is_dir() {
         return Err(Error::bad_file(
             root,
