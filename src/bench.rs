@@ -160,7 +160,7 @@ pub fn run(
                     pipeline.runner.run(batch)?;
                 }
             }
-            Ok(t.elapsed())
+            Ok((t.elapsed(), b))
         })?;
         backbone.push(summarise(b, &times));
     }
@@ -179,10 +179,12 @@ pub fn run(
                 cursor += b;
                 let t = Instant::now();
                 let prepared = prepare_parallel(&files, preparer.as_ref(), workers)?;
-                if !prepared.is_empty() {
+                // Only images that decoded count towards images/s.
+                let n = prepared.len();
+                if n > 0 {
                     pipeline.runner.run(prepared)?;
                 }
-                Ok(t.elapsed())
+                Ok((t.elapsed(), n))
             })?;
             out.push(summarise(b, &times));
         }
@@ -231,8 +233,8 @@ fn prepare_parallel(
 
 fn measure(
     limits: &BenchLimits,
-    mut once: impl FnMut() -> Result<Duration>,
-) -> Result<Vec<Duration>> {
+    mut once: impl FnMut() -> Result<(Duration, usize)>,
+) -> Result<Vec<(Duration, usize)>> {
     for _ in 0..limits.warmup {
         once()?;
     }
@@ -246,16 +248,22 @@ fn measure(
     Ok(times)
 }
 
-fn summarise(batch: usize, times: &[Duration]) -> BenchResult {
-    let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
+/// Latency percentiles of the runs, and images/s as the images run over the total time.
+fn summarise(batch: usize, runs: &[(Duration, usize)]) -> BenchResult {
+    let mut ms: Vec<f64> = runs.iter().map(|(t, _)| t.as_secs_f64() * 1e3).collect();
     ms.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
-    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    let images: usize = runs.iter().map(|(_, n)| n).sum();
+    let seconds: f64 = runs.iter().map(|(t, _)| t.as_secs_f64()).sum();
     BenchResult {
         batch,
         p50_ms: pct(0.5),
         p95_ms: pct(0.95),
-        images_per_s: batch as f64 / (mean / 1e3),
+        images_per_s: if seconds > 0.0 {
+            images as f64 / seconds
+        } else {
+            0.0
+        },
         iterations: ms.len(),
     }
 }

@@ -170,6 +170,13 @@ impl Bundle {
             )
         })?;
         let version = value.get("format_version").and_then(|v| v.as_u64());
+        if version.is_none() && value.get("head").is_none() {
+            return Err(Error::bad_file(
+                path,
+                "is not a bundle (it has no format version and no head; a fit's report.json or split.json?)",
+                Some("pass the bundle folder `qcyn fit --out` wrote, or the bundle.json inside it".into()),
+            ));
+        }
         if version != Some(BUNDLE_FORMAT_VERSION as u64) {
             let writer = value
                 .get("qcyn_version")

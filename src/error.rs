@@ -41,6 +41,18 @@ pub enum Error {
     Ort(#[from] ort::Error),
 }
 
+/// An error and its causes, joined by ": " (what `{:#}` gives for an `anyhow` error).
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 impl Error {
     /// A one-line suggestion for the user, when one is known.
     pub fn hint(&self) -> Option<&str> {

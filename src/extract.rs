@@ -94,7 +94,7 @@ impl Pipeline {
         face: crate::face::FaceOptions,
     ) -> Result<Pipeline> {
         match model.manifest.kind {
-            ModelKind::Whole => Ok(whole_image_pipeline(env, model, opts)),
+            ModelKind::Whole => whole_image_pipeline(env, model, opts),
             ModelKind::Face => crate::face::pipeline_with(env, model, opts, face),
         }
     }
@@ -208,12 +208,25 @@ impl Run for WholeRunner {
     }
 }
 
-fn whole_image_pipeline(env: &Environment, model: &Model, opts: SessionOptions) -> Pipeline {
+fn whole_image_pipeline(
+    env: &Environment,
+    model: &Model,
+    opts: SessionOptions,
+) -> Result<Pipeline> {
+    // The cache and bundles are keyed by the model's sha256: a manifest that does not pin one
+    // gets the file's actual hash, so a replaced file can never reuse the old features.
+    let sha256 = match &model.manifest.sha256 {
+        Some(sha) => sha.clone(),
+        None => {
+            let path = model.onnx_path().expect("whole-image manifest has a file");
+            crate::backbone::verify_model_file(model, &path)?
+        }
+    };
     let pre = Preprocessor::new(model.preprocess(), model.input());
-    Pipeline {
+    Ok(Pipeline {
         identity: CacheIdentity {
             model: model.manifest.name.clone(),
-            sha256: model.manifest.sha256.clone().unwrap_or_default(),
+            sha256,
             preprocess_id: crate::preprocess::preprocess_id(model.preprocess(), model.input()),
         },
         preparer: Arc::new(WholePreparer(pre)),
@@ -226,7 +239,7 @@ fn whole_image_pipeline(env: &Environment, model: &Model, opts: SessionOptions) 
             buf: Vec::new(),
         }),
         model: model.clone(),
-    }
+    })
 }
 
 /// How to extract.
@@ -262,6 +275,8 @@ pub struct ExtractReport {
     pub cached: usize,
     /// Images that could not be used, with the reason.
     pub skipped: Vec<Skipped>,
+    /// Face models: images in which no face was found (their empty result is cached too).
+    pub no_face: Vec<PathBuf>,
     /// Damaged cache entries found and recomputed.
     pub corrupt_recomputed: u64,
     /// Images that went through the backbone (0 when everything was cached).
@@ -328,6 +343,7 @@ pub fn extract(
         }
         drop(tx);
         let mut batch: Vec<(usize, String, Prepared)> = Vec::with_capacity(opts.batch);
+        let mut cache_warned = false;
         let mut flush = |batch: &mut Vec<(usize, String, Prepared)>,
                          embeddings: &mut Vec<Option<Vec<Embedding>>>| {
             if batch.is_empty() {
@@ -339,7 +355,17 @@ pub fn extract(
             let results = pipeline.runner.run(prepared)?;
             for ((i, key), e) in meta.into_iter().zip(results) {
                 if let Some(cache) = cache {
-                    cache.put(&key, &e)?;
+                    if let Err(err) = cache.put(&key, &e) {
+                        // The features are still returned: a cache that cannot be written costs
+                        // speed next time, not this run's work.
+                        if !cache_warned {
+                            reporter.message(&format!(
+                                "warning: cannot write the feature cache ({}); going on without it",
+                                crate::error::chain(&err)
+                            ));
+                            cache_warned = true;
+                        }
+                    }
                 }
                 embeddings[i] = Some(e);
             }
@@ -378,8 +404,14 @@ pub fn extract(
     });
     reporter.finish();
     if let Some(cache) = cache {
-        // Saved even after a failure: what was hashed stays known.
-        cache.save_index()?;
+        // Saved even after a failure: what was hashed stays known. Losing it only costs re-hashing
+        // next time, so a failure to save is a warning.
+        if let Err(err) = cache.save_index() {
+            reporter.message(&format!(
+                "warning: cannot save the cache's file index ({})",
+                crate::error::chain(&err)
+            ));
+        }
     }
     result?;
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
@@ -388,6 +420,12 @@ pub fn extract(
         model: pipeline.model.manifest.name.clone(),
         random_weights: pipeline.model.manifest.random_weights,
         images: paths.len(),
+        no_face: paths
+            .iter()
+            .zip(&embeddings)
+            .filter(|(_, e)| e.as_ref().is_some_and(|e| e.is_empty()))
+            .map(|(p, _)| p.clone())
+            .collect(),
         extracted,
         cached,
         skipped,

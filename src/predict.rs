@@ -83,9 +83,12 @@ pub fn expand_inputs(inputs: &[String]) -> (Vec<PathBuf>, Vec<Skipped>) {
     for input in inputs {
         let path = Path::new(input);
         if path.is_dir() {
-            let mut found = Vec::new();
-            walk(path, &mut found);
-            found.sort();
+            let (files, loops) = dataset::walk_files(path).unwrap_or_default();
+            skipped.extend(loops);
+            let found: Vec<PathBuf> = files
+                .into_iter()
+                .filter(|p| dataset::has_image_extension(p))
+                .collect();
             if found.is_empty() {
                 skipped.push(Skipped {
                     path: path.to_path_buf(),
@@ -123,25 +126,6 @@ pub fn expand_inputs(inputs: &[String]) -> (Vec<PathBuf>, Vec<Skipped>) {
         }
     }
     (out, skipped)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            continue;
-        }
-        if p.is_dir() {
-            walk(&p, out);
-        } else if dataset::has_image_extension(&p) {
-            out.push(p);
-        }
-    }
 }
 
 /// The bundle's open set, if it has one.

@@ -189,24 +189,63 @@ pub fn fit(
     for &c in &train_y {
         counts[c] += 1;
     }
-    let empty: Vec<String> = ds
-        .classes
-        .iter()
-        .zip(&counts)
-        .filter(|(_, &n)| n == 0)
-        .map(|(c, _)| format!("`{c}`"))
-        .collect();
-    if !empty.is_empty() {
+    if ds.classes.len() < 2 {
         return Err(Error::config(
             format!(
-                "no usable training image left for class {}",
-                empty.join(", ")
+                "only one class (`{}`) in {}: a classifier needs at least two",
+                ds.classes.first().map_or("", String::as_str),
+                ds.root.display()
             ),
-            Some(if kind == ModelKind::Face {
-                "add photos where that person's face is clearly visible (see `qcyn faces`)".into()
+            Some("add a folder of images for each other category".into()),
+        ));
+    }
+    // A class the head cannot learn, or cannot cross-validate, is named with why it is short.
+    let lost_per_class = |c: usize| {
+        let paths: std::collections::HashSet<&Path> = no_face
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(ambiguous.iter().map(|a| a.path.as_path()))
+            .collect();
+        data.split
+            .train
+            .iter()
+            .filter(|&&i| ds.samples[i].class == c && paths.contains(ds.samples[i].path.as_path()))
+            .count()
+    };
+    let needed = if opts.params.l2_grid().len() > 1 {
+        2
+    } else {
+        1
+    };
+    let short: Vec<String> = (0..ds.classes.len())
+        .filter(|&c| counts[c] < needed)
+        .map(|c| {
+            let lost = lost_per_class(c);
+            let why = if lost > 0 {
+                format!(", {lost} more without a usable face")
             } else {
-                "add images to that class, or remove its folder".into()
-            }),
+                String::new()
+            };
+            format!(
+                "`{}` has {} usable training image(s){why}",
+                ds.classes[c], counts[c]
+            )
+        })
+        .collect();
+    if !short.is_empty() {
+        let hint = if counts.iter().all(|&n| n >= 1) {
+            "add images to it, hold out fewer for validation, or pass one --l2 value (e.g. --l2 1) to skip cross-validation"
+        } else if kind == ModelKind::Face {
+            "add photos where that person's face is clearly visible (see `qcyn faces`), or use --no-face whole"
+        } else {
+            "add images to that class, or remove its folder"
+        };
+        return Err(Error::config(
+            format!(
+                "{}; choosing the regularisation by cross-validation needs at least {needed} per class",
+                short.join("; ")
+            ),
+            Some(hint.into()),
         ));
     }
 
@@ -299,7 +338,12 @@ pub fn fit(
         validation,
         chosen_l2: fitted.head.l2,
         cv: fitted.cv,
-        skipped: extracted.report.skipped.clone(),
+        skipped: {
+            let mut all = extracted.report.skipped.clone();
+            all.extend(ds.skipped.iter().cloned());
+            all.sort_by(|a, b| a.path.cmp(&b.path));
+            all
+        },
         no_face,
         ambiguous,
         open_set: summary,

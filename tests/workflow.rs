@@ -353,13 +353,13 @@ fn split_refuses_classes_too_small_naming_them() {
         "{err}"
     );
 
-    let err = fails(&dir, &["split", "data", "--val-per-class", "0"]);
-    assert!(err.contains("--val-per-class"), "{err}");
-    let err = fails(&dir, &["split", "data", "--val-fraction", "1.5"]);
-    assert!(
-        err.contains("--val-fraction") && err.contains("1.5"),
-        "{err}"
-    );
+    // Out-of-range values are usage errors (exit 2), named.
+    for (flag, value) in [("--val-per-class", "0"), ("--val-fraction", "1.5")] {
+        let out = dir.run(&["split", "data", flag, value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(flag) && err.contains(value), "{err}");
+    }
     let err = fails(&dir, &["split", "nowhere"]);
     assert!(err.contains("nowhere"), "{err}");
     assert!(!dir.path("split.json").exists(), "nothing written");
@@ -583,7 +583,7 @@ fn a_failed_fit_leaves_no_bundle() {
     }
     let err = fails(&dir, &["fit", "data", "--model", "tiny", "--out", "bundle"]);
     assert!(
-        err.contains("no usable training image") && err.contains("`green`"),
+        err.contains("`green` has 0 usable training image") && err.contains("add images"),
         "{err}"
     );
     assert!(!dir.path("bundle/bundle.json").exists(), "no bundle");
@@ -674,11 +674,9 @@ fn predict_labels_files_folders_and_globs() {
         assert_eq!(probs.len(), 1, "{e}");
         assert_eq!(probs.keys().next().unwrap(), e["label"].as_str().unwrap());
     }
-    let err = fails(
-        &dir,
-        &["predict", "--bundle", "bundle", "new", "--top-k", "0"],
-    );
-    assert!(err.contains("--top-k"), "{err}");
+    let out = dir.run(&["predict", "--bundle", "bundle", "new", "--top-k", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--top-k"));
 }
 
 #[test]
@@ -1169,7 +1167,10 @@ fn face_mode_fits_and_predicts_per_face() {
         "bundle",
     ]);
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(code, 0, "{err}\n{json}");
+    assert_eq!(
+        code, 3,
+        "an image without a face was left out: {err}\n{json}"
+    );
     let no_face = strings(&json["no_face"]);
     assert_eq!(no_face.len(), 1, "{json}");
     assert!(no_face[0].ends_with("gradient.png"), "{json}");
@@ -1277,4 +1278,109 @@ fn face_mode_fits_and_predicts_per_face() {
     );
     assert_eq!(none["faces"].as_array().map(Vec::len), Some(0), "{none}");
     assert!((total(&none["probabilities"]) - 1.0).abs() < 1e-4, "{none}");
+}
+
+// ------------------------------------------------------------------- found by review
+
+#[test]
+fn fit_refuses_one_class_and_a_split_layout() {
+    let dir = Dir::new();
+    colours(&dir, "one", &[("red", RED, 6)], 0);
+    let err = fails(&dir, &["fit", "one", "--model", "tiny", "--out", "b"]);
+    assert!(
+        err.contains("only one class") && err.contains("`red`"),
+        "{err}"
+    );
+    assert!(!dir.path("b/bundle.json").exists());
+
+    // photos/train/<class> + photos/val/<class>: the classes are not `train` and `val`.
+    colours(&dir, "tv/train", &[("red", RED, 4), ("green", GREEN, 4)], 0);
+    colours(&dir, "tv/val", &[("red", RED, 2), ("green", GREEN, 2)], 10);
+    let err = fails(&dir, &["fit", "tv", "--model", "tiny", "--out", "b"]);
+    assert!(
+        err.contains("looks like a split") && err.contains("tv/train"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_class_too_small_to_cross_validate_is_named_with_the_fix() {
+    let dir = Dir::new();
+    colours(&dir, "data", &[("red", RED, 6), ("green", GREEN, 2)], 0);
+    let err = fails(&dir, &["fit", "data", "--model", "tiny", "--out", "b"]);
+    assert!(
+        err.contains("`green` has 1 usable training image") && err.contains("--l2"),
+        "{err}"
+    );
+    // The fix the hint gives works.
+    let (json, code, err) = dir.json(&with_models(
+        &fixtures(),
+        &["fit", "data", "--model", "tiny", "--out", "b", "--l2", "1"],
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["n_train"], 6, "{json}");
+}
+
+#[test]
+fn hidden_folders_and_symlink_loops_are_not_read() {
+    let dir = Dir::new();
+    colours(&dir, "data", &[("red", RED, 3), ("green", GREEN, 3)], 0);
+    dir.write("data/red/.thumbnails/t.png", &png(&tinted(GREEN, 99)));
+    std::os::unix::fs::symlink("..", dir.path("data/red/up")).unwrap();
+    let (json, code, err) = dir.json(&["split", "data", "--val-per-class", "1"]);
+    assert!(code == 0 || code == 3, "{err}");
+    assert_eq!(
+        json["n_train"].as_u64().unwrap() + json["n_val"].as_u64().unwrap(),
+        6,
+        "{json}"
+    );
+    assert!(json["skipped"].to_string().contains("loop"), "{json}");
+}
+
+#[test]
+fn a_report_passed_as_the_bundle_is_named_for_what_it_is() {
+    let dir = Dir::new();
+    colours(&dir, "data", &[("red", RED, 4), ("green", GREEN, 4)], 0);
+    fit(&dir, &["data"], "bundle", &["--val-per-class", "1"]);
+    let err = fails(
+        &dir,
+        &[
+            "predict",
+            "--bundle",
+            "bundle/report.json",
+            "data/red/000.png",
+        ],
+    );
+    assert!(
+        err.contains("is not a bundle") && err.contains("bundle.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn option_values_out_of_range_are_usage_errors() {
+    let dir = Dir::new();
+    colours(&dir, "data", &[("red", RED, 3), ("green", GREEN, 3)], 0);
+    for args in [
+        &["extract", "data", "--batch", "0"][..],
+        &["extract", "data", "--batch", "100000"],
+        &["fit", "data", "--out", "b", "--val-fraction", "1.5"],
+        &["fit", "data", "--out", "b", "--folds", "1"],
+        &["fit", "data", "--out", "b", "--l2", "nan"],
+        &["fit", "data", "--out", "b", "--false-reject-rate", "2"],
+        &["predict", "--bundle", "b", "data", "--top-k", "0"],
+        &["split", "data", "--val-per-class", "0"],
+    ] {
+        let out = dir.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // An existing file as --out is refused before any work.
+    dir.write("afile", b"x");
+    let err = fails(&dir, &["fit", "data", "--model", "tiny", "--out", "afile"]);
+    assert!(
+        err.contains("afile") && err.contains("existing file"),
+        "{err}"
+    );
 }

@@ -112,17 +112,16 @@ pub fn scan(root: &Path) -> Result<Dataset> {
             });
         }
     }
+    refuse_split_layout(root, &class_dirs)?;
     let mut dataset = Dataset {
         root: root.to_path_buf(),
         ..Default::default()
     };
     for (class, dir) in class_dirs {
         let mut count = 0;
-        for path in walk_files(&dir)? {
-            let file_name = path.file_name().unwrap_or_default();
-            if file_name.to_string_lossy().starts_with('.') {
-                continue;
-            }
+        let (files, loops) = walk_files(&dir)?;
+        skipped.extend(loops);
+        for path in files {
             if path.to_str().is_none() {
                 skipped.push(Skipped {
                     path,
@@ -169,21 +168,95 @@ pub fn scan(root: &Path) -> Result<Dataset> {
     Ok(dataset)
 }
 
-/// Files under `dir`, recursively, sorted by path.
-fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Files under `dir`, recursively, sorted by path. Hidden files and folders (names starting with
+/// `.`) are passed over; a symbolic link back into a folder already walked is reported in the
+/// second list instead of being followed again.
+pub fn walk_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let mut out = Vec::new();
+    let mut loops = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        let real = std::fs::canonicalize(&d).unwrap_or_else(|_| d.clone());
+        if !seen.insert(real) {
+            loops.push(Skipped {
+                path: d,
+                reason: "folder was already read through another path (a symbolic-link loop); not read twice".into(),
+            });
+            continue;
+        }
         for p in read_dir_sorted(&d)? {
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
             if p.is_dir() {
-                stack.push(p);
+                // A link to a folder above this one would walk the tree again, other classes
+                // included: report it instead of following it.
+                let here = std::fs::canonicalize(&d).unwrap_or_else(|_| d.clone());
+                match std::fs::canonicalize(&p) {
+                    Ok(target) if here.starts_with(&target) => loops.push(Skipped {
+                        path: p,
+                        reason: "links to a folder above it (a symbolic-link loop); not followed"
+                            .into(),
+                    }),
+                    _ => stack.push(p),
+                }
             } else {
                 out.push(p);
             }
         }
     }
     out.sort();
-    Ok(out)
+    Ok((out, loops))
+}
+
+/// Errors when `root` looks like `root/train/<class>/…` + `root/val/<class>/…`: every top-level
+/// folder holds no image of its own but the same sub-folders. Taking `train` and `val` as the
+/// classes would train on the split, not on the categories.
+fn refuse_split_layout(root: &Path, class_dirs: &[(String, PathBuf)]) -> Result<()> {
+    if class_dirs.len() < 2 {
+        return Ok(());
+    }
+    let mut common: Option<std::collections::BTreeSet<String>> = None;
+    for (_, dir) in class_dirs {
+        let entries = read_dir_sorted(dir)?;
+        if entries
+            .iter()
+            .any(|p| p.is_file() && has_image_extension(p))
+        {
+            return Ok(());
+        }
+        let subs: std::collections::BTreeSet<String> = entries
+            .iter()
+            .filter(|p| p.is_dir())
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        common = Some(match common {
+            None => subs,
+            Some(c) => c.intersection(&subs).cloned().collect(),
+        });
+    }
+    let common = common.unwrap_or_default();
+    if common.len() < 2 {
+        return Ok(());
+    }
+    let tops: Vec<&str> = class_dirs.iter().map(|(c, _)| c.as_str()).collect();
+    let subs: Vec<&str> = common.iter().map(String::as_str).collect();
+    Err(Error::bad_file(
+        root,
+        format!(
+            "looks like a split, not classes: every folder ({}) holds the same sub-folders ({}) and no images of its own",
+            tops.join(", "),
+            subs.join(", ")
+        ),
+        Some(format!(
+            "point qcyn at one part, e.g. {}, and score the other with `qcyn eval`; or describe the split with list files (--lists)",
+            root.join(tops[0]).display()
+        )),
+    ))
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -61,10 +61,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SplitRuleArgs {
     /// Hold out N images of every class for validation (the tutorial used 20).
-    #[arg(long, value_name = "N", conflicts_with_all = ["val_fraction", "lists"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["val_fraction", "lists"], value_parser = at_least_one)]
     pub val_per_class: Option<usize>,
     /// Hold out this fraction of every class for validation [default: 0.2 when no rule is given].
-    #[arg(long, value_name = "F", conflicts_with = "lists")]
+    #[arg(long, value_name = "F", conflicts_with = "lists", value_parser = fraction)]
     pub val_fraction: Option<f64>,
     /// Also hold out M images of every class for a final test.
     #[arg(long, value_name = "M", conflicts_with = "lists")]
@@ -121,16 +121,16 @@ pub struct FitArgs {
     #[arg(long, value_enum, default_value_t = ClassWeightArg::None)]
     pub class_weight: ClassWeightArg,
     /// L2 strengths to choose from by cross-validation (one value: no cross-validation).
-    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...", value_parser = strength)]
     pub l2: Option<Vec<f32>>,
     /// Cross-validation folds (reduced when a class has fewer training images).
-    #[arg(long, default_value_t = 5, value_name = "K")]
+    #[arg(long, default_value_t = 5, value_name = "K", value_parser = folds)]
     pub folds: usize,
     /// Face models: share of known faces the `unknown` threshold may reject.
-    #[arg(long, default_value_t = 0.01, value_name = "RATE")]
+    #[arg(long, default_value_t = 0.01, value_name = "RATE", value_parser = rate)]
     pub false_reject_rate: f32,
     /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
 }
 
@@ -144,11 +144,11 @@ pub struct EvalArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
-    /// Threads for ONNX Runtime and for decoding (default: all cores).
-    #[arg(long, value_name = "N")]
+    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
 }
 
@@ -165,7 +165,7 @@ pub struct PredictArgs {
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
     /// Show only the K most probable classes of each image.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = at_least_one)]
     pub top_k: Option<usize>,
     /// Face models: cosine similarity below which a face is `unknown` (default: the bundle's
     /// calibrated threshold; -1 never answers unknown).
@@ -173,11 +173,11 @@ pub struct PredictArgs {
     pub unknown_threshold: Option<f32>,
     #[command(flatten)]
     pub cache: CacheArgs,
-    /// Threads for ONNX Runtime and for decoding (default: all cores).
-    #[arg(long, value_name = "N")]
+    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
 }
 
@@ -192,8 +192,8 @@ pub struct FacesArgs {
     /// Face model.
     #[arg(long, short, default_value = "face")]
     pub model: String,
-    /// Threads for ONNX Runtime (default: all cores).
-    #[arg(long, value_name = "N")]
+    /// Threads for ONNX Runtime (default and most: the number of cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
 }
 
@@ -219,8 +219,8 @@ pub struct ModelArgs {
     /// when its pretrained weights are installed, else mobilenetv2].
     #[arg(long, short, env = "QCYN_MODEL")]
     pub model: Option<String>,
-    /// Threads for ONNX Runtime and for decoding (default: all cores).
-    #[arg(long, value_name = "N")]
+    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
@@ -270,7 +270,7 @@ pub struct ExtractArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
 }
 
@@ -284,7 +284,8 @@ pub struct BenchArgs {
         long,
         value_delimiter = ',',
         default_value = "1,8,32",
-        value_name = "N,N,..."
+        value_name = "N,N,...",
+        value_parser = batch
     )]
     pub batch: Vec<usize>,
     /// Also measure the whole read → decode → preprocess → backbone path on the images in DIR.
@@ -296,4 +297,64 @@ pub struct BenchArgs {
     /// Untimed warm-up runs per batch size.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub warmup: usize,
+}
+
+fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))
+}
+
+/// A count of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match number::<usize>(s)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// Images per backbone run: 1 to 1024 (a batch is held in memory until it has run).
+fn batch(s: &str) -> Result<usize, String> {
+    match number::<usize>(s)? {
+        n @ 1..=1024 => Ok(n),
+        _ => Err("must be between 1 and 1024 (32 is a good choice on a CPU)".into()),
+    }
+}
+
+/// Cross-validation folds: at least 2.
+fn folds(s: &str) -> Result<usize, String> {
+    match number::<usize>(s)? {
+        n @ 2.. => Ok(n),
+        _ => Err("must be at least 2 (pass one --l2 value to skip cross-validation)".into()),
+    }
+}
+
+/// A fraction strictly between 0 and 1.
+fn fraction(s: &str) -> Result<f64, String> {
+    let f = number::<f64>(s)?;
+    if f > 0.0 && f < 1.0 {
+        Ok(f)
+    } else {
+        Err("must be between 0 and 1, e.g. 0.2 to hold out a fifth of every class".into())
+    }
+}
+
+/// A rate in [0, 1).
+fn rate(s: &str) -> Result<f32, String> {
+    let r = number::<f32>(s)?;
+    if (0.0..1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err("must be at least 0 and below 1, e.g. 0.01 for 1%".into())
+    }
+}
+
+/// An L2 strength: finite and positive.
+fn strength(s: &str) -> Result<f32, String> {
+    let a = number::<f32>(s)?;
+    if a.is_finite() && a > 0.0 {
+        Ok(a)
+    } else {
+        Err("must be a positive number, e.g. 1 or 0.1".into())
+    }
 }

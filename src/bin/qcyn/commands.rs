@@ -134,6 +134,16 @@ fn training_data(a: &args::FitArgs) -> Result<TrainingData> {
     if let Some(file) = &a.split {
         let manifest = SplitManifest::read(file)?;
         let resolved = manifest.resolve(&dataset)?;
+        let mut dataset = dataset;
+        for &i in &resolved.unlisted {
+            dataset.skipped.push(dataset::Skipped {
+                path: dataset.samples[i].path.clone(),
+                reason: format!(
+                    "not in the split manifest {} (added after it was made); re-run `qcyn split` to use it",
+                    file.display()
+                ),
+            });
+        }
         return Ok(TrainingData {
             dataset,
             split: resolved.split,
@@ -236,6 +246,13 @@ fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
             Some("e.g. 0.01 for 1%".into())
         ));
     }
+    if a.out.is_file() && a.out.extension().is_none_or(|e| e != "json") {
+        anyhow::bail!(qcyn::Error::bad_file(
+            &a.out,
+            "--out is an existing file, not a bundle folder",
+            Some("give a folder (it is created) or a path ending in .json".into())
+        ));
+    }
     let data = training_data(&a)?;
     let env = ctx.environment()?;
     let mut pipeline = Pipeline::open_with(
@@ -254,7 +271,7 @@ fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         false_reject_rate: a.false_reject_rate,
         face: face_options(&a.model),
     };
-    let (_, mut report) = qcyn::train::fit(
+    let (_, report) = qcyn::train::fit(
         &mut pipeline,
         cache.as_ref(),
         &data,
@@ -262,13 +279,15 @@ fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         &a.out,
         &ctx.reporter,
     )?;
-    report.skipped.extend(data.dataset.skipped.iter().cloned());
+
     if ctx.global.json {
         print_json(&report)?;
     } else {
         print!("{}", qcyn::train::human(&report));
     }
-    Ok(if report.skipped.is_empty() {
+    let all_used =
+        report.skipped.is_empty() && report.no_face.is_empty() && report.ambiguous.is_empty();
+    Ok(if all_used {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_SKIPPED)
@@ -284,9 +303,7 @@ fn bundle_and_pipeline(
     let bundle = Bundle::load(&qcyn::train::bundle_path(bundle))?;
     let model = ctx.model(&bundle.model.name)?;
     let env = ctx.environment()?;
-    let threads = threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
+    let threads = resolve_threads(threads);
     let pipeline = Pipeline::open_with(
         &env,
         &model,
@@ -304,10 +321,7 @@ fn cmd_eval(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
     let data = load_data(&a.data)?;
     let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.threads)?;
     let cache = open_cache(&a.cache, &pipeline)?;
-    let workers = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
+    let workers = resolve_threads(a.threads);
     let report = qcyn::train::evaluate_bundle(
         &mut pipeline,
         cache.as_ref(),
@@ -345,8 +359,16 @@ fn cmd_eval(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
         for s in &report.skipped {
             println!("skipped {}: {}", s.path.display(), s.reason);
         }
+        for p in &report.no_face {
+            println!("no face: {}", p.display());
+        }
+        for a in &report.ambiguous {
+            println!("ambiguous: {}: {}", a.path.display(), a.reason);
+        }
     }
-    Ok(if report.skipped.is_empty() {
+    let all_used =
+        report.skipped.is_empty() && report.no_face.is_empty() && report.ambiguous.is_empty();
+    Ok(if all_used {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_SKIPPED)
@@ -360,10 +382,7 @@ fn cmd_predict(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
     let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.threads)?;
     let cache = open_cache(&a.cache, &pipeline)?;
     let (paths, mut missing) = qcyn::predict::expand_inputs(&a.paths);
-    let workers = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
+    let workers = resolve_threads(a.threads);
     let opts = qcyn::predict::PredictOptions {
         top_k: a.top_k,
         unknown_threshold: a.unknown_threshold,
@@ -468,10 +487,7 @@ fn cmd_faces(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
     }
     let data = load_data(&a.data)?;
     let env = ctx.environment()?;
-    let threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
+    let threads = resolve_threads(a.threads);
     let mut engine = qcyn::face::FaceEngine::open(
         &env,
         &model,
@@ -514,11 +530,15 @@ fn cmd_faces(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
     })
 }
 
+/// Threads to use: the request, at most the number of cores (more only slows ONNX Runtime down),
+/// or all cores.
+fn resolve_threads(requested: Option<usize>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    requested.unwrap_or(cores).clamp(1, cores)
+}
+
 fn threads(model: &args::ModelArgs) -> usize {
-    model
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1)
+    resolve_threads(model.threads)
 }
 
 fn face_options(model: &args::ModelArgs) -> qcyn::face::FaceOptions {
@@ -633,8 +653,11 @@ fn cmd_extract(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
         for s in &report.skipped {
             println!("skipped {}: {}", s.path.display(), s.reason);
         }
+        for p in &report.no_face {
+            println!("no face: {}", p.display());
+        }
     }
-    Ok(if report.skipped.is_empty() {
+    Ok(if report.skipped.is_empty() && report.no_face.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_SKIPPED)
