@@ -143,7 +143,7 @@ pub fn open_session(env: &Environment, path: &Path, opts: SessionOptions) -> Res
 }
 
 /// Shape of a session input or output as ONNX Runtime reports it (-1 for dynamic dimensions).
-fn outlet_shape(outlets: &[ort::value::Outlet], name: &str) -> Option<Vec<i64>> {
+pub fn outlet_shape(outlets: &[ort::value::Outlet], name: &str) -> Option<Vec<i64>> {
     outlets
         .iter()
         .find(|o| o.name() == name)

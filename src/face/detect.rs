@@ -285,12 +285,7 @@ impl Detector {
             )
         };
         let n = spec.size as i64;
-        match session
-            .inputs()
-            .iter()
-            .find(|o| o.name() == spec.input)
-            .and_then(|o| o.dtype().tensor_shape().map(|s| s.to_vec()))
-        {
+        match crate::backbone::outlet_shape(session.inputs(), &spec.input) {
             Some(s)
                 if s.len() == 4 && s[1..].iter().zip([3, n, n]).all(|(&a, b)| a == b || a < 0) => {}
             Some(s) => {

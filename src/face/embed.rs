@@ -113,12 +113,7 @@ impl Embedder {
             )
         };
         let n = spec.size as i64;
-        let shape = |outlets: &[ort::value::Outlet], name: &str| {
-            outlets
-                .iter()
-                .find(|o| o.name() == name)
-                .and_then(|o| o.dtype().tensor_shape().map(|s| s.to_vec()))
-        };
+        let shape = crate::backbone::outlet_shape;
         match shape(session.inputs(), &spec.input) {
             Some(s)
                 if s.len() == 4 && s[1..].iter().zip([3, n, n]).all(|(&a, b)| a == b || a < 0) => {}
