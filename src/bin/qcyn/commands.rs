@@ -68,6 +68,18 @@ impl Ctx {
         Ok(builder.with_name("qcyn").build()?)
     }
 
+    /// The model's pipeline as the model options ask (threads, device, face options), with the
+    /// environment it runs in (kept alive beside it).
+    fn pipeline(
+        &self,
+        model: &Model,
+        args: &args::ModelArgs,
+    ) -> Result<(Pipeline, ort::environment::Environment)> {
+        let env = self.environment()?;
+        let pipeline = Pipeline::open_with(&env, model, session_options(args), face_options(args))?;
+        Ok((pipeline, env))
+    }
+
     fn note(&self, text: &str) {
         self.reporter.message(text);
     }
@@ -254,13 +266,7 @@ fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         ));
     }
     let data = training_data(&a)?;
-    let env = ctx.environment()?;
-    let mut pipeline = Pipeline::open_with(
-        &env,
-        &model,
-        session_options(&a.model),
-        face_options(&a.model),
-    )?;
+    let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
     let cache = open_cache(&a.cache, &pipeline)?;
     let opts = FitOptions {
         params,
@@ -607,13 +613,7 @@ fn cmd_extract(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
         anyhow::bail!(qcyn::Error::config("--batch must be at least 1", None));
     }
     let data = load_data(&a.data)?;
-    let env = ctx.environment()?;
-    let mut pipeline = Pipeline::open_with(
-        &env,
-        &model,
-        session_options(&a.model),
-        face_options(&a.model),
-    )?;
+    let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
     let cache = open_cache(&a.cache, &pipeline)?;
     if let Some(w) = random_weights_warning(&model) {
         ctx.note(&w);
@@ -777,9 +777,8 @@ fn cmd_bench(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         }
         None => Vec::new(),
     };
-    let env = ctx.environment()?;
     let opts = session_options(&a.model);
-    let mut pipeline = Pipeline::open_with(&env, &model, opts, face_options(&a.model))?;
+    let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
     let sha256 = pipeline.identity.sha256.clone();
     if let Some(w) = random_weights_warning(&model) {
         ctx.note(&w);
