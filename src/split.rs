@@ -292,15 +292,7 @@ impl SplitManifest {
         let entries = |part: &[usize]| -> Result<Vec<ManifestEntry>> {
             part.iter()
                 .map(|&i| {
-                    let s = dataset.samples.get(i).ok_or_else(|| {
-                        Error::config(
-                            format!(
-                                "split index {i} is out of range for {} samples",
-                                dataset.samples.len()
-                            ),
-                            None,
-                        )
-                    })?;
+                    let s = dataset.sample(i)?;
                     Ok(ManifestEntry {
                         path: relative_path(&dataset.root, &s.path)?,
                         class: dataset.classes[s.class].clone(),

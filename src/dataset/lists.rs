@@ -232,15 +232,7 @@ pub fn write(dir: &Path, dataset: &Dataset, split: &Split) -> Result<()> {
     ] {
         let mut text = String::new();
         for &i in part.iter() {
-            let s = dataset.samples.get(i).ok_or_else(|| {
-                Error::config(
-                    format!(
-                        "split index {i} is out of range for {} samples",
-                        dataset.samples.len()
-                    ),
-                    None,
-                )
-            })?;
+            let s = dataset.sample(i)?;
             let rel = relative_path(&dataset.root, &s.path)?;
             if rel.contains(['\n', '\r']) || rel.trim() != rel {
                 return Err(Error::config(

@@ -49,6 +49,19 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Sample `i`, or an error when a split names an index the dataset does not have.
+    pub fn sample(&self, i: usize) -> Result<&Sample> {
+        self.samples.get(i).ok_or_else(|| {
+            Error::config(
+                format!(
+                    "split index {i} is out of range for {} samples",
+                    self.samples.len()
+                ),
+                None,
+            )
+        })
+    }
+
     /// Number of samples per class.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];

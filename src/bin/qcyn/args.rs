@@ -134,6 +134,19 @@ pub struct FitArgs {
     pub batch: usize,
 }
 
+/// How `eval` and `predict` run a bundle's backbone.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// Images per backbone run.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
+    pub batch: usize,
+}
+
 /// `qcyn eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -143,13 +156,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
-    pub cache: CacheArgs,
-    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub threads: Option<usize>,
-    /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
-    pub batch: usize,
+    pub run: RunArgs,
 }
 
 /// `qcyn predict`.
@@ -172,13 +179,7 @@ pub struct PredictArgs {
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub unknown_threshold: Option<f32>,
     #[command(flatten)]
-    pub cache: CacheArgs,
-    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    pub threads: Option<usize>,
-    /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
-    pub batch: usize,
+    pub run: RunArgs,
 }
 
 /// `qcyn faces`.

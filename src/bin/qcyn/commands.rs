@@ -249,15 +249,6 @@ fn cmd_fit(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         params = params.l2_grid(grid.clone());
     }
     let params = params.check().map_err(qcyn::Error::from)?;
-    if a.batch == 0 {
-        anyhow::bail!(qcyn::Error::config("--batch must be at least 1", None));
-    }
-    if !(0.0..1.0).contains(&a.false_reject_rate) {
-        anyhow::bail!(qcyn::Error::config(
-            "--false-reject-rate must be in [0, 1)",
-            Some("e.g. 0.01 for 1%".into())
-        ));
-    }
     if a.out.is_file() && a.out.extension().is_none_or(|e| e != "json") {
         anyhow::bail!(qcyn::Error::bad_file(
             &a.out,
@@ -325,16 +316,16 @@ fn bundle_and_pipeline(
 
 fn cmd_eval(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
     let data = load_data(&a.data)?;
-    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.threads)?;
-    let cache = open_cache(&a.cache, &pipeline)?;
-    let workers = resolve_threads(a.threads);
+    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.run.threads)?;
+    let cache = open_cache(&a.run.cache, &pipeline)?;
+    let workers = resolve_threads(a.run.threads);
     let report = qcyn::train::evaluate_bundle(
         &mut pipeline,
         cache.as_ref(),
         &bundle,
         &data,
         ExtractOptions {
-            batch: a.batch.max(1),
+            batch: a.run.batch,
             workers,
         },
         &ctx.reporter,
@@ -382,18 +373,15 @@ fn cmd_eval(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
 }
 
 fn cmd_predict(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
-    if a.top_k == Some(0) {
-        anyhow::bail!(qcyn::Error::config("--top-k must be at least 1", None));
-    }
-    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.threads)?;
-    let cache = open_cache(&a.cache, &pipeline)?;
+    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.run.threads)?;
+    let cache = open_cache(&a.run.cache, &pipeline)?;
     let (paths, mut missing) = qcyn::predict::expand_inputs(&a.paths);
-    let workers = resolve_threads(a.threads);
+    let workers = resolve_threads(a.run.threads);
     let opts = qcyn::predict::PredictOptions {
         top_k: a.top_k,
         unknown_threshold: a.unknown_threshold,
         extract: ExtractOptions {
-            batch: a.batch.max(1),
+            batch: a.run.batch,
             workers,
         },
     };
@@ -609,9 +597,6 @@ fn random_weights_warning(model: &Model) -> Option<String> {
 
 fn cmd_extract(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
     let model = ctx.model_or_default(a.model.model.as_deref())?;
-    if a.batch == 0 {
-        anyhow::bail!(qcyn::Error::config("--batch must be at least 1", None));
-    }
     let data = load_data(&a.data)?;
     let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
     let cache = open_cache(&a.cache, &pipeline)?;
