@@ -32,6 +32,7 @@ pub mod predict;
 pub mod preprocess;
 pub mod progress;
 pub mod runtime;
+pub mod shuffle;
 pub mod split;
 pub mod train;
 

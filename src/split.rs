@@ -7,9 +7,6 @@
 //! class never changes how another class was split.
 use std::path::{Component, Path, PathBuf};
 
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
@@ -213,8 +210,10 @@ pub fn stratified(dataset: &Dataset, spec: &SplitSpec) -> Result<Split> {
     for (c, val) in plan {
         let mut members = by_class[c].clone();
         members.sort_by(|&a, &b| dataset.samples[a].path.cmp(&dataset.samples[b].path));
-        let mut rng = class_rng(spec.seed, &dataset.classes[c]);
-        members.shuffle(&mut rng);
+        crate::shuffle::shuffle(
+            &mut members,
+            &mut crate::shuffle::class_rng(spec.seed, &dataset.classes[c]),
+        );
         split.test.extend_from_slice(&members[..test]);
         split.val.extend_from_slice(&members[test..test + val]);
         split.train.extend_from_slice(&members[test + val..]);
@@ -223,20 +222,6 @@ pub fn stratified(dataset: &Dataset, spec: &SplitSpec) -> Result<Split> {
     split.val.sort_unstable();
     split.test.sort_unstable();
     Ok(split)
-}
-
-/// The shuffle stream of one class: the seed picks the key, the class name the stream.
-fn class_rng(seed: u64, class: &str) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(fnv1a64(class.as_bytes()));
-    rng
-}
-
-/// 64-bit FNV-1a: a small, stable hash (std's hasher may change between releases).
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// One image of a [`SplitManifest`].
