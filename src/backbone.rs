@@ -4,6 +4,7 @@
 //! changes with it. Sessions are opened from an [`ort::environment::Environment`] that the binary
 //! (or a test) created: the library never configures ONNX Runtime's global state.
 use std::path::Path;
+use std::sync::Arc;
 
 use ort::environment::Environment;
 use ort::session::{
@@ -14,7 +15,10 @@ use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::models::{Layout, Model};
+use crate::features::Embedding;
+use crate::models::{Layout, Model, WholeSpec};
+use crate::pipeline::{CacheIdentity, Pipeline, Prepare, Prepared, Run};
+use crate::preprocess::{ImageProblem, Preprocessor};
 
 /// Where a session runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -51,56 +55,6 @@ impl Default for SessionOptions {
         SessionOptions {
             threads: 0,
             device: Device::Cpu,
-        }
-    }
-}
-
-/// One feature vector of an image: the whole image, or one face with where it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Embedding {
-    /// The feature vector.
-    pub vector: Vec<f32>,
-    /// The face it came from (face models only).
-    pub face: Option<FaceBox>,
-}
-
-/// A detected face in original image pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct FaceBox {
-    /// `[x, y, w, h]` of the face box.
-    pub bbox: [f32; 4],
-    /// Detector confidence in 0..1.
-    pub score: f32,
-    /// Five landmarks: right eye, left eye, nose tip, right and left mouth corners (x, y).
-    pub landmarks: [[f32; 2]; 5],
-}
-
-impl FaceBox {
-    /// Number of `f32` values [`FaceBox::to_floats`] writes.
-    pub const FLOATS: usize = 15;
-
-    /// Flattens to 15 floats (box, score, landmarks), for the cache.
-    pub fn to_floats(&self) -> [f32; 15] {
-        let mut out = [0f32; 15];
-        out[..4].copy_from_slice(&self.bbox);
-        out[4] = self.score;
-        for (i, l) in self.landmarks.iter().enumerate() {
-            out[5 + 2 * i] = l[0];
-            out[6 + 2 * i] = l[1];
-        }
-        out
-    }
-
-    /// Reads what [`FaceBox::to_floats`] wrote.
-    pub fn from_floats(f: &[f32]) -> FaceBox {
-        let mut landmarks = [[0f32; 2]; 5];
-        for (i, l) in landmarks.iter_mut().enumerate() {
-            *l = [f[5 + 2 * i], f[6 + 2 * i]];
-        }
-        FaceBox {
-            bbox: [f[0], f[1], f[2], f[3]],
-            score: f[4],
-            landmarks,
         }
     }
 }
@@ -171,13 +125,13 @@ impl WholeImageBackbone {
         opts: SessionOptions,
         verify_sha256: bool,
     ) -> Result<Self> {
-        let path = model.onnx_path().expect("whole-image manifest has a file");
+        let spec = whole_spec(model)?;
+        let path = model.resolve(&spec.file);
         if verify_sha256 {
             verify_model_file(model, &path)?;
         }
         let session = open_session(env, &path, opts)?;
-        let input = model.input();
-        let output = model.output();
+        let (input, output) = (&spec.input, &spec.output);
         let mismatch = |what: String| {
             Err(Error::bad_file(
                 &path,
@@ -287,12 +241,136 @@ impl WholeImageBackbone {
     }
 }
 
+/// The whole-image part of a manifest, or an error naming the model when it is a face model.
+fn whole_spec(model: &Model) -> Result<&WholeSpec> {
+    model.manifest.whole().ok_or_else(|| {
+        Error::config(
+            format!(
+                "model `{}` is a face model, not a whole-image backbone",
+                model.manifest.name
+            ),
+            Some("open it with the face pipeline (`Pipeline::open` picks it by kind)".into()),
+        )
+    })
+}
+
 /// Checks a model file's sha256 against its manifest.
 pub fn verify_model_file(model: &Model, path: &Path) -> Result<String> {
     crate::models::verify_file(
         path,
-        model.manifest.sha256.as_deref(),
+        model.manifest.sha256(),
         &model.manifest_path,
         &format!("model file for `{}`", model.manifest.name),
     )
+}
+
+struct WholePreparer(Preprocessor);
+
+impl Prepare for WholePreparer {
+    fn prepare(&self, bytes: &[u8]) -> Result<Prepared, ImageProblem> {
+        let mut out = vec![0f32; self.0.tensor_len()];
+        self.0.prepare_bytes(bytes, &mut out)?;
+        Ok(Prepared::Tensor(out))
+    }
+}
+
+struct WholeRunner {
+    env: Environment,
+    model: Model,
+    opts: SessionOptions,
+    backbone: Option<WholeImageBackbone>,
+    images_run: u64,
+    buf: Vec<f32>,
+}
+
+impl Run for WholeRunner {
+    fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>> {
+        if self.backbone.is_none() {
+            self.backbone = Some(WholeImageBackbone::open(
+                &self.env,
+                &self.model,
+                self.opts,
+                true,
+            )?);
+        }
+        let backbone = self.backbone.as_mut().expect("opened above");
+        let n = batch.len();
+        let mut tensors = batch.into_iter().map(|p| match p {
+            Prepared::Tensor(t) => t,
+            Prepared::Image(_) => unreachable!("whole-image preparer makes tensors"),
+        });
+        let feats = if n == 1 {
+            // One image: its tensor is the batch, no copy.
+            backbone.run(&tensors.next().expect("one tensor"), 1)?
+        } else {
+            self.buf.clear();
+            for t in tensors {
+                self.buf.extend_from_slice(&t);
+            }
+            backbone.run(&self.buf, n)?
+        };
+        self.images_run += n as u64;
+        let dim = backbone.dim();
+        Ok(feats
+            .chunks_exact(dim)
+            .map(|c| {
+                vec![Embedding {
+                    vector: c.to_vec(),
+                    face: None,
+                }]
+            })
+            .collect())
+    }
+
+    fn images_run(&self) -> u64 {
+        self.images_run
+    }
+
+    fn run_tensor(&mut self, batch: &[f32], n: usize) -> Option<Result<()>> {
+        Some((|| {
+            if self.backbone.is_none() {
+                self.backbone = Some(WholeImageBackbone::open(
+                    &self.env,
+                    &self.model,
+                    self.opts,
+                    true,
+                )?);
+            }
+            self.backbone
+                .as_mut()
+                .expect("opened above")
+                .run(batch, n)
+                .map(|_| ())
+        })())
+    }
+}
+
+/// The pipeline of a whole-image model: decode + preprocess on worker threads, the ONNX session
+/// (opened on the first batch) on the calling thread.
+pub fn pipeline(env: &Environment, model: &Model, opts: SessionOptions) -> Result<Pipeline> {
+    // The cache and bundles are keyed by the model's sha256: a manifest that does not pin one
+    // gets the file's actual hash, so a replaced file can never reuse the old features.
+    let spec = whole_spec(model)?;
+    let sha256 = match &spec.sha256 {
+        Some(sha) => sha.clone(),
+        None => verify_model_file(model, &model.resolve(&spec.file))?,
+    };
+    let pre = Preprocessor::new(&spec.preprocess, &spec.input);
+    Ok(Pipeline {
+        identity: CacheIdentity {
+            model: model.manifest.name.clone(),
+            sha256,
+            preprocess_id: crate::preprocess::preprocess_id(&spec.preprocess, &spec.input),
+        },
+        preparer: Arc::new(WholePreparer(pre)),
+        runner: Box::new(WholeRunner {
+            env: env.clone(),
+            model: model.clone(),
+            opts,
+            backbone: None,
+            images_run: 0,
+            buf: Vec::new(),
+        }),
+        model: model.clone(),
+    })
 }

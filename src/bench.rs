@@ -8,8 +8,8 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::extract::{Pipeline, Prepared};
 use crate::models::ModelKind;
+use crate::pipeline::{Pipeline, Prepared};
 use crate::progress::Reporter;
 
 /// How long and how often to measure.
@@ -92,7 +92,8 @@ pub fn run(
             None,
         ));
     }
-    let is_face = pipeline.model.manifest.kind == ModelKind::Face;
+    let whole = pipeline.model.manifest.whole();
+    let is_face = pipeline.model.manifest.kind() == ModelKind::Face;
     // Prepared inputs for the backbone-only figures: real images when given, else random tensors.
     let mut pool: Vec<Arc<Prepared>> = Vec::new();
     if !images.is_empty() {
@@ -111,12 +112,7 @@ pub fn run(
             Some("pass --images DIR with a few photos of faces".into()),
         ));
     }
-    let tensor_len = if is_face {
-        0
-    } else {
-        let i = pipeline.model.input();
-        3 * i.height as usize * i.width as usize
-    };
+    let tensor_len = whole.map_or(0, |w| 3 * w.input.height as usize * w.input.width as usize);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let make_batch = |n: usize, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<Prepared> {
         (0..n)
@@ -205,7 +201,7 @@ fn clone_batch(template: &[Prepared]) -> Vec<Prepared> {
 
 fn prepare_parallel(
     files: &[&PathBuf],
-    preparer: &dyn crate::extract::Prepare,
+    preparer: &dyn crate::pipeline::Prepare,
     workers: usize,
 ) -> Result<Vec<Prepared>> {
     let chunk = files.len().div_ceil(workers.max(1)).max(1);

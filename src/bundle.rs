@@ -10,13 +10,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
-use crate::evaluate::Report;
+use crate::face::openset::OpenSet;
+use crate::face::FaceOptions;
 use crate::head::{ClassWeight, CvReport, SoftmaxHead, SoftmaxValidParams, SolverStats};
-use crate::models::{Model, ModelManifest};
+use crate::metrics::Report;
+use crate::models::{Model, ModelManifest, ModelSpec};
 use crate::split::SplitSpec;
 
+/// File name of the bundle inside a bundle folder.
+pub const BUNDLE_FILE: &str = "bundle.json";
+
 /// Version of the bundle format; bumped on any incompatible change.
-pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+///
+/// 2: typed manifests (`detector`/`embedder` tables checked), typed open set.
+pub const BUNDLE_FORMAT_VERSION: u32 = 2;
 
 /// The backbone a bundle was trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,12 +100,12 @@ pub struct Bundle {
     pub training: TrainingConfig,
     /// Scores on the validation images (`None` when there were none).
     pub validation: Option<Report>,
-    /// Face mode's open-set settings (the "unknown" threshold), owned by the face pipeline.
+    /// Face models: the open set (the "unknown" threshold and the class centroids).
     #[serde(default)]
-    pub open_set: Option<serde_json::Value>,
+    pub open_set: Option<OpenSet>,
     /// Face models: the face pipeline's options at training time (prediction uses the same).
     #[serde(default)]
-    pub face_options: Option<crate::face::FaceOptions>,
+    pub face_options: Option<FaceOptions>,
     /// sha256 of each training image's content, so `qcyn eval` never scores an image the head
     /// saw, wherever it was copied or renamed to.
     #[serde(default)]
@@ -118,7 +125,7 @@ impl Bundle {
         Bundle {
             format_version: BUNDLE_FORMAT_VERSION,
             qcyn_version: env!("CARGO_PKG_VERSION").to_string(),
-            created: rfc3339_utc(std::time::SystemTime::now()),
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             model: ModelInfo {
                 name: model.manifest.name.clone(),
                 sha256: sha256.into(),
@@ -242,25 +249,28 @@ impl Bundle {
                 Some("rebuild the original model file, or re-run `qcyn extract` and `qcyn fit` with this one".into()),
             ));
         }
-        let m = &want.manifest;
         let mut changed = Vec::new();
-        if got.kind != m.kind {
-            changed.push("kind");
-        }
-        if got.input != m.input {
-            changed.push("[input]");
-        }
-        if got.preprocess != m.preprocess {
-            changed.push("[preprocess]");
-        }
-        if got.output != m.output {
-            changed.push("[output]");
-        }
-        if got.detector != m.detector {
-            changed.push("[detector]");
-        }
-        if got.embedder != m.embedder {
-            changed.push("[embedder]");
+        match (&got.spec, &want.manifest.spec) {
+            (ModelSpec::Whole(now), ModelSpec::Whole(then)) => {
+                if now.input != then.input {
+                    changed.push("[input]");
+                }
+                if now.preprocess != then.preprocess {
+                    changed.push("[preprocess]");
+                }
+                if now.output != then.output {
+                    changed.push("[output]");
+                }
+            }
+            (ModelSpec::Face(now), ModelSpec::Face(then)) => {
+                if now.detector != then.detector {
+                    changed.push("[detector]");
+                }
+                if now.embedder != then.embedder {
+                    changed.push("[embedder]");
+                }
+            }
+            _ => changed.push("kind"),
         }
         if !changed.is_empty() {
             return Err(Error::config(
@@ -272,7 +282,7 @@ impl Bundle {
                 Some("restore the manifest the bundle was trained with (a copy is inside the bundle), or re-run `qcyn fit`".into()),
             ));
         }
-        if let Some(out) = &got.output {
+        if let Some(out) = got.whole().map(|w| &w.output) {
             if out.dim != self.head.dim {
                 return Err(Error::config(
                     format!(
@@ -287,30 +297,16 @@ impl Bundle {
     }
 }
 
-fn short(hex: &str) -> &str {
-    hex.get(..12).unwrap_or(hex)
+/// Where a bundle lives: `--out DIR` holds `bundle.json` and its reports; a path ending in
+/// `.json` is the bundle file itself.
+pub fn bundle_path(out: &Path) -> PathBuf {
+    if out.extension().is_some_and(|e| e == "json") {
+        out.to_path_buf()
+    } else {
+        out.join(BUNDLE_FILE)
+    }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a time (UTC).
-pub fn rfc3339_utc(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil from days (H. Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
 }

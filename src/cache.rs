@@ -19,9 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::atomic::write_atomic_fast;
-use crate::backbone::{Embedding, FaceBox};
 use crate::error::{Error, Result};
-use crate::models::hex;
+use crate::features::{Embedding, FaceBox};
 
 const MAGIC: &[u8; 8] = b"QCYNFEA1";
 const FEATURES_DIR: &str = "features-v1";
@@ -134,7 +133,7 @@ impl FeatureCache {
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         std::fs::File::open(path)?.read_to_end(&mut bytes)?;
-        let key = hex(&Sha256::digest(&bytes));
+        let key = hex::encode(Sha256::digest(&bytes));
         self.files.lock().expect("lock").insert(
             abs,
             FileEntry {
@@ -193,7 +192,7 @@ impl FeatureCache {
 
 /// The content key of a file without a cache: the sha256 of its bytes.
 pub fn content_key(path: &Path) -> std::io::Result<String> {
-    Ok(hex(&Sha256::digest(std::fs::read(path)?)))
+    Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
 }
 
 /// Content keys through `cache` when there is one (unchanged files are not read again).

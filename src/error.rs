@@ -92,3 +92,17 @@ impl Error {
         }
     }
 }
+
+/// The first `n` items joined by ", ", with "…" when there are more.
+pub(crate) fn preview<T: AsRef<str>>(items: &[T], n: usize) -> String {
+    let mut s = items
+        .iter()
+        .take(n)
+        .map(|x| x.as_ref())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > n {
+        s.push_str(", …");
+    }
+    s
+}

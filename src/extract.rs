@@ -6,84 +6,28 @@
 //! model is not even loaded.
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::Instant;
 
-use image::RgbImage;
 use ort::environment::Environment;
 use serde::Serialize;
 
-use crate::backbone::{Embedding, SessionOptions, WholeImageBackbone};
+use crate::backbone::SessionOptions;
 use crate::cache::FeatureCache;
 use crate::dataset::Skipped;
 use crate::error::{Error, Result};
+use crate::face::FaceOptions;
+use crate::features::Embedding;
 use crate::models::{Model, ModelKind};
-use crate::preprocess::{ImageProblem, Preprocessor};
+use crate::pipeline::{Pipeline, Prepare, Prepared};
 use crate::progress::Reporter;
 
-/// An image made ready for a backbone by a worker thread.
-#[derive(Debug)]
-pub enum Prepared {
-    /// A normalised input tensor (whole-image models).
-    Tensor(Vec<f32>),
-    /// A decoded image (face models detect, align and crop it themselves).
-    Image(Arc<RgbImage>),
-}
-
-/// The worker-thread half of a feature extractor: bytes → [`Prepared`].
-pub trait Prepare: Send + Sync {
-    /// Decodes and prepares one image.
-    fn prepare(&self, bytes: &[u8]) -> Result<Prepared, ImageProblem>;
-}
-
-/// The backbone half of a feature extractor, run on one thread.
-pub trait Run {
-    /// Embeds a batch: one list of embeddings per image (empty when a face model finds no face).
-    fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>>;
-    /// How many images went through the backbone so far.
-    fn images_run(&self) -> u64;
-    /// Runs `n` images already laid out as one input tensor, discarding the output: the backbone
-    /// alone, as `bench` measures it. `None` when the runner takes no such input (face models).
-    fn run_tensor(&mut self, _batch: &[f32], _n: usize) -> Option<Result<()>> {
-        None
-    }
-}
-
-/// What identifies an extractor's features in the cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CacheIdentity {
-    /// Model name.
-    pub model: String,
-    /// sha256 of the model file(s).
-    pub sha256: String,
-    /// Preprocessing id.
-    pub preprocess_id: String,
-}
-
-/// A feature extractor: preparation (shared with worker threads) and a lazily opened backbone.
-pub struct Pipeline {
-    /// The model's manifest.
-    pub model: Model,
-    /// Cache identity of its features.
-    pub identity: CacheIdentity,
-    /// Worker-thread half.
-    pub preparer: Arc<dyn Prepare>,
-    /// Backbone half.
-    pub runner: Box<dyn Run>,
-}
-
-impl std::fmt::Debug for Pipeline {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline")
-            .field("identity", &self.identity)
-            .finish_non_exhaustive()
-    }
-}
-
+/// Opening a pipeline dispatches on the manifest's kind: here, above both kinds, so that neither
+/// [`crate::pipeline`] nor the kinds depend on each other.
 impl Pipeline {
     /// The extractor a manifest describes. No model file is read until the first batch runs.
     pub fn open(env: &Environment, model: &Model, opts: SessionOptions) -> Result<Pipeline> {
-        Self::open_with(env, model, opts, crate::face::FaceOptions::default())
+        Self::open_with(env, model, opts, FaceOptions::default())
     }
 
     /// Like [`Pipeline::open`], with the face pipeline's options (ignored by whole-image models).
@@ -91,155 +35,13 @@ impl Pipeline {
         env: &Environment,
         model: &Model,
         opts: SessionOptions,
-        face: crate::face::FaceOptions,
+        face: FaceOptions,
     ) -> Result<Pipeline> {
-        match model.manifest.kind {
-            ModelKind::Whole => whole_image_pipeline(env, model, opts),
+        match model.manifest.kind() {
+            ModelKind::Whole => crate::backbone::pipeline(env, model, opts),
             ModelKind::Face => crate::face::pipeline_with(env, model, opts, face),
         }
     }
-
-    /// Prepares and embeds images in memory (no cache), in one batch.
-    pub fn embed(&mut self, bytes: &[&[u8]]) -> Result<Vec<Result<Vec<Embedding>, ImageProblem>>> {
-        let mut out: Vec<Option<Result<Vec<Embedding>, ImageProblem>>> =
-            Vec::with_capacity(bytes.len());
-        let mut batch = Vec::new();
-        let mut slots = Vec::new();
-        for (i, b) in bytes.iter().enumerate() {
-            match self.preparer.prepare(b) {
-                Ok(p) => {
-                    batch.push(p);
-                    slots.push(i);
-                    out.push(None);
-                }
-                Err(e) => out.push(Some(Err(e))),
-            }
-        }
-        if !batch.is_empty() {
-            for (slot, e) in slots.into_iter().zip(self.runner.run(batch)?) {
-                out[slot] = Some(Ok(e));
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|o| o.expect("every slot filled"))
-            .collect())
-    }
-}
-
-struct WholePreparer(Preprocessor);
-
-impl Prepare for WholePreparer {
-    fn prepare(&self, bytes: &[u8]) -> Result<Prepared, ImageProblem> {
-        let mut out = vec![0f32; self.0.tensor_len()];
-        self.0.prepare_bytes(bytes, &mut out)?;
-        Ok(Prepared::Tensor(out))
-    }
-}
-
-struct WholeRunner {
-    env: Environment,
-    model: Model,
-    opts: SessionOptions,
-    backbone: Option<WholeImageBackbone>,
-    images_run: u64,
-    buf: Vec<f32>,
-}
-
-impl Run for WholeRunner {
-    fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>> {
-        if self.backbone.is_none() {
-            self.backbone = Some(WholeImageBackbone::open(
-                &self.env,
-                &self.model,
-                self.opts,
-                true,
-            )?);
-        }
-        let backbone = self.backbone.as_mut().expect("opened above");
-        let n = batch.len();
-        let mut tensors = batch.into_iter().map(|p| match p {
-            Prepared::Tensor(t) => t,
-            Prepared::Image(_) => unreachable!("whole-image preparer makes tensors"),
-        });
-        let feats = if n == 1 {
-            // One image: its tensor is the batch, no copy.
-            backbone.run(&tensors.next().expect("one tensor"), 1)?
-        } else {
-            self.buf.clear();
-            for t in tensors {
-                self.buf.extend_from_slice(&t);
-            }
-            backbone.run(&self.buf, n)?
-        };
-        self.images_run += n as u64;
-        let dim = backbone.dim();
-        Ok(feats
-            .chunks_exact(dim)
-            .map(|c| {
-                vec![Embedding {
-                    vector: c.to_vec(),
-                    face: None,
-                }]
-            })
-            .collect())
-    }
-
-    fn images_run(&self) -> u64 {
-        self.images_run
-    }
-
-    fn run_tensor(&mut self, batch: &[f32], n: usize) -> Option<Result<()>> {
-        Some((|| {
-            if self.backbone.is_none() {
-                self.backbone = Some(WholeImageBackbone::open(
-                    &self.env,
-                    &self.model,
-                    self.opts,
-                    true,
-                )?);
-            }
-            self.backbone
-                .as_mut()
-                .expect("opened above")
-                .run(batch, n)
-                .map(|_| ())
-        })())
-    }
-}
-
-fn whole_image_pipeline(
-    env: &Environment,
-    model: &Model,
-    opts: SessionOptions,
-) -> Result<Pipeline> {
-    // The cache and bundles are keyed by the model's sha256: a manifest that does not pin one
-    // gets the file's actual hash, so a replaced file can never reuse the old features.
-    let sha256 = match &model.manifest.sha256 {
-        Some(sha) => sha.clone(),
-        None => {
-            let path = model.onnx_path().expect("whole-image manifest has a file");
-            crate::backbone::verify_model_file(model, &path)?
-        }
-    };
-    let pre = Preprocessor::new(model.preprocess(), model.input());
-    Ok(Pipeline {
-        identity: CacheIdentity {
-            model: model.manifest.name.clone(),
-            sha256,
-            preprocess_id: crate::preprocess::preprocess_id(model.preprocess(), model.input()),
-        },
-        preparer: Arc::new(WholePreparer(pre)),
-        runner: Box::new(WholeRunner {
-            env: env.clone(),
-            model: model.clone(),
-            opts,
-            backbone: None,
-            images_run: 0,
-            buf: Vec::new(),
-        }),
-        model: model.clone(),
-    })
 }
 
 /// How to extract.

@@ -21,51 +21,336 @@ pub enum ModelKind {
     Face,
 }
 
-/// A backbone manifest (`models/<name>.toml`).
+/// A backbone manifest (`models/<name>.toml`), validated: a whole-image model always has its file,
+/// input, preprocessing and output; a face model always has its detector and embedder.
+///
+/// On disk it is one flat TOML table with an optional `kind` (`whole` when absent); it is read
+/// through [`RawManifest`] and checked into this form, so an invalid manifest cannot be
+/// represented. It is written back (into bundles) in the same flat form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawManifest", into = "RawManifest")]
 pub struct ModelManifest {
     /// Short name used on the command line (`--model NAME`).
     pub name: String,
-    /// Whole-image or face pipeline.
-    #[serde(default)]
-    pub kind: ModelKind,
     /// One line for `qcyn models`.
-    #[serde(default)]
     pub description: String,
-    /// ONNX file, relative to the manifest's folder (whole-image models).
-    #[serde(default)]
-    pub file: Option<PathBuf>,
-    /// sha256 of the ONNX file (whole-image models).
-    #[serde(default)]
-    pub sha256: Option<String>,
     /// True when the weights are random (latency benchmarks only).
-    #[serde(default)]
     pub random_weights: bool,
     /// Licence of the weights.
-    #[serde(default)]
     pub licence: String,
     /// How to run a model that users online can export (free text).
-    #[serde(default)]
     pub export: Option<String>,
-    /// Input tensor description (whole-image models).
-    #[serde(default)]
-    pub input: Option<InputSpec>,
-    /// Preprocessing (whole-image models).
-    #[serde(default)]
-    pub preprocess: Option<PreprocessSpec>,
-    /// Output tensors (whole-image models).
-    #[serde(default)]
-    pub output: Option<OutputSpec>,
-    /// Face detector (face models).
-    #[serde(default)]
-    pub detector: Option<toml::Table>,
-    /// Face embedder (face models).
-    #[serde(default)]
-    pub embedder: Option<toml::Table>,
-    /// Where the weights come from, so a script can rebuild the file.
-    #[serde(default)]
+    /// Where the weights come from, so a script can rebuild the file. Read by the setup scripts,
+    /// never by qcyn, so kept as the table it is.
     pub source: Option<toml::Table>,
+    /// What runs, by kind.
+    pub spec: ModelSpec,
+}
+
+/// What a manifest runs, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// One ONNX graph, one feature vector per image.
+    Whole(WholeSpec),
+    /// Detect → align → embed, one vector per face.
+    Face(FaceSpec),
+}
+
+/// A whole-image model: one ONNX graph and how to feed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WholeSpec {
+    /// ONNX file, relative to the manifest's folder.
+    pub file: PathBuf,
+    /// sha256 of the ONNX file (when pinned).
+    pub sha256: Option<String>,
+    /// Input tensor.
+    pub input: InputSpec,
+    /// Preprocessing.
+    pub preprocess: PreprocessSpec,
+    /// Output tensors.
+    pub output: OutputSpec,
+}
+
+/// A face model: the detector and embedder graphs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceSpec {
+    /// The `[detector]` table.
+    pub detector: DetectorSpec,
+    /// The `[embedder]` table.
+    pub embedder: EmbedderSpec,
+}
+
+impl ModelManifest {
+    /// Whole-image or face pipeline.
+    pub fn kind(&self) -> ModelKind {
+        match self.spec {
+            ModelSpec::Whole(_) => ModelKind::Whole,
+            ModelSpec::Face(_) => ModelKind::Face,
+        }
+    }
+
+    /// The whole-image spec, when this is a whole-image model.
+    pub fn whole(&self) -> Option<&WholeSpec> {
+        match &self.spec {
+            ModelSpec::Whole(w) => Some(w),
+            ModelSpec::Face(_) => None,
+        }
+    }
+
+    /// The face spec, when this is a face model.
+    pub fn face(&self) -> Option<&FaceSpec> {
+        match &self.spec {
+            ModelSpec::Face(f) => Some(f),
+            ModelSpec::Whole(_) => None,
+        }
+    }
+
+    /// The pinned sha256 of a whole-image model's file.
+    pub fn sha256(&self) -> Option<&str> {
+        self.whole().and_then(|w| w.sha256.as_deref())
+    }
+}
+
+/// A manifest as written: one flat table. Only [`ModelManifest`]'s conversions use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    name: String,
+    #[serde(default)]
+    kind: ModelKind,
+    #[serde(default)]
+    description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(default)]
+    random_weights: bool,
+    #[serde(default)]
+    licence: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    export: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input: Option<InputSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    preprocess: Option<PreprocessSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<OutputSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    detector: Option<DetectorSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    embedder: Option<EmbedderSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<toml::Table>,
+}
+
+impl TryFrom<RawManifest> for ModelManifest {
+    type Error = String;
+
+    fn try_from(r: RawManifest) -> std::result::Result<Self, String> {
+        let spec = match r.kind {
+            ModelKind::Whole => {
+                if r.detector.is_some() || r.embedder.is_some() {
+                    return Err("a whole-image model has no [detector] or [embedder]; add `kind = \"face\"` for a face model".into());
+                }
+                let (Some(file), Some(input), Some(preprocess), Some(output)) =
+                    (r.file, r.input, r.preprocess, r.output)
+                else {
+                    return Err(
+                        "a whole-image model needs `file`, [input], [preprocess] and [output]"
+                            .into(),
+                    );
+                };
+                let spec = WholeSpec {
+                    file,
+                    sha256: r.sha256,
+                    input,
+                    preprocess,
+                    output,
+                };
+                spec.check()?;
+                ModelSpec::Whole(spec)
+            }
+            ModelKind::Face => {
+                if r.file.is_some()
+                    || r.input.is_some()
+                    || r.preprocess.is_some()
+                    || r.output.is_some()
+                {
+                    return Err("a face model has no `file`, [input], [preprocess] or [output]: its graphs are in [detector] and [embedder]".into());
+                }
+                let (Some(detector), Some(embedder)) = (r.detector, r.embedder) else {
+                    return Err("a face model needs a [detector] and an [embedder] table".into());
+                };
+                let spec = FaceSpec { detector, embedder };
+                spec.check()?;
+                ModelSpec::Face(spec)
+            }
+        };
+        Ok(ModelManifest {
+            name: r.name,
+            description: r.description,
+            random_weights: r.random_weights,
+            licence: r.licence,
+            export: r.export,
+            source: r.source,
+            spec,
+        })
+    }
+}
+
+impl From<ModelManifest> for RawManifest {
+    fn from(m: ModelManifest) -> RawManifest {
+        let kind = m.kind();
+        let mut r = RawManifest {
+            name: m.name,
+            kind,
+            description: m.description,
+            file: None,
+            sha256: None,
+            random_weights: m.random_weights,
+            licence: m.licence,
+            export: m.export,
+            input: None,
+            preprocess: None,
+            output: None,
+            detector: None,
+            embedder: None,
+            source: m.source,
+        };
+        match m.spec {
+            ModelSpec::Whole(w) => {
+                r.file = Some(w.file);
+                r.sha256 = w.sha256;
+                r.input = Some(w.input);
+                r.preprocess = Some(w.preprocess);
+                r.output = Some(w.output);
+            }
+            ModelSpec::Face(f) => {
+                r.detector = Some(f.detector);
+                r.embedder = Some(f.embedder);
+            }
+        }
+        r
+    }
+}
+
+impl WholeSpec {
+    fn check(&self) -> std::result::Result<(), String> {
+        let (p, i) = (&self.preprocess, &self.input);
+        if i.height == 0 || i.width == 0 {
+            return Err("input height and width must be positive".into());
+        }
+        if p.resize == ResizeRule::ShorterThenCenterCrop {
+            match p.resize_to {
+                Some(r) if r >= i.height.min(i.width) => {}
+                _ => return Err("`resize_to` must be given and at least the input size for shorter_then_center_crop".into()),
+            }
+        }
+        if p.scale <= 0.0 || p.std.iter().any(|s| *s <= 0.0) {
+            return Err("`scale` and every `std` must be positive".into());
+        }
+        if self.output.dim == 0 {
+            return Err("[output] dim must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl FaceSpec {
+    fn check(&self) -> std::result::Result<(), String> {
+        let (detector, embedder) = (&self.detector, &self.embedder);
+        if detector.size == 0
+            || detector.strides.is_empty()
+            || detector
+                .strides
+                .iter()
+                .any(|&s| s == 0 || !detector.size.is_multiple_of(s))
+        {
+            return Err(format!(
+                "[detector] size {} and strides {:?} do not fit together",
+                detector.size, detector.strides
+            ));
+        }
+        if embedder.align_landmarks.len() != 5 {
+            return Err(format!(
+                "[embedder] align_landmarks needs 5 points, found {}",
+                embedder.align_landmarks.len()
+            ));
+        }
+        if embedder.size == 0 || embedder.dim == 0 || detector.scale <= 0.0 || embedder.scale <= 0.0
+        {
+            return Err("[embedder] size and dim, and both `scale`s, must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Description of a YuNet graph, from the `[detector]` table of a face manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorSpec {
+    /// ONNX file, relative to the manifest.
+    pub file: PathBuf,
+    /// sha256 of the file.
+    pub sha256: String,
+    /// Input tensor name.
+    pub input: String,
+    /// Square input size in pixels.
+    pub size: u32,
+    /// Channel order of the input.
+    pub colour: ColourOrder,
+    /// Pixel values 0..255 are divided by this.
+    #[serde(default = "one")]
+    pub scale: f32,
+    /// Strides; outputs are named `cls_<s>`, `obj_<s>`, `bbox_<s>`, `kps_<s>`.
+    pub strides: Vec<u32>,
+    /// Output names, as documentation (the strides name them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Path of the original file inside the source package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_path: Option<String>,
+    /// sha256 of the original file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
+}
+
+/// Description of an SFace graph, from the `[embedder]` table of a face manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedderSpec {
+    /// ONNX file, relative to the manifest.
+    pub file: PathBuf,
+    /// sha256 of the file.
+    pub sha256: String,
+    /// Input tensor name.
+    pub input: String,
+    /// Output tensor name.
+    pub output: String,
+    /// Square crop size in pixels.
+    pub size: u32,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Channel order of the input.
+    pub colour: ColourOrder,
+    /// Pixel values 0..255 are divided by this.
+    #[serde(default = "one")]
+    pub scale: f32,
+    /// Where the five landmarks go in the crop (right eye, left eye, nose, right and left mouth
+    /// corners).
+    pub align_landmarks: Vec<[f32; 2]>,
+    /// Published same-person cosine threshold, if any.
+    #[serde(default)]
+    pub match_cosine_threshold: Option<f32>,
+    /// Path of the original file inside the source package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_path: Option<String>,
+    /// sha256 of the original file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// Input tensor of a whole-image model.
@@ -181,40 +466,10 @@ impl Model {
                 Some("compare it with models/mobilenetv2.toml".into()),
             )
         })?;
-        let model = Model {
+        Ok(Model {
             manifest,
             manifest_path: path.to_path_buf(),
-        };
-        model.validate()?;
-        Ok(model)
-    }
-
-    fn validate(&self) -> Result<()> {
-        let m = &self.manifest;
-        let bad = |msg: String| Err(Error::bad_file(&self.manifest_path, msg, None));
-        if m.kind == ModelKind::Whole {
-            if m.file.is_none() || m.input.is_none() || m.preprocess.is_none() || m.output.is_none()
-            {
-                return bad(
-                    "a whole-image model needs `file`, [input], [preprocess] and [output]".into(),
-                );
-            }
-            let p = m.preprocess.as_ref().unwrap();
-            let i = m.input.as_ref().unwrap();
-            if i.height == 0 || i.width == 0 {
-                return bad("input height and width must be positive".into());
-            }
-            if p.resize == ResizeRule::ShorterThenCenterCrop {
-                match p.resize_to {
-                    Some(r) if r >= i.height.min(i.width) => {}
-                    _ => return bad("`resize_to` must be given and at least the input size for shorter_then_center_crop".into()),
-                }
-            }
-            if p.scale <= 0.0 || p.std.iter().any(|s| *s <= 0.0) {
-                return bad("`scale` and every `std` must be positive".into());
-            }
-        }
-        Ok(())
+        })
     }
 
     /// The manifest's folder.
@@ -231,33 +486,27 @@ impl Model {
         }
     }
 
-    /// The ONNX file of a whole-image model.
+    /// The ONNX file of a whole-image model (`None` for face models).
     pub fn onnx_path(&self) -> Option<PathBuf> {
-        self.manifest.file.as_deref().map(|f| self.resolve(f))
+        self.manifest.whole().map(|w| self.resolve(&w.file))
     }
 
-    /// The preprocessing of a whole-image model (validated to exist).
-    pub fn preprocess(&self) -> &PreprocessSpec {
-        self.manifest
-            .preprocess
-            .as_ref()
-            .expect("validated whole-image manifest")
-    }
-
-    /// The input spec of a whole-image model (validated to exist).
-    pub fn input(&self) -> &InputSpec {
-        self.manifest
-            .input
-            .as_ref()
-            .expect("validated whole-image manifest")
-    }
-
-    /// The output spec of a whole-image model (validated to exist).
-    pub fn output(&self) -> &OutputSpec {
-        self.manifest
-            .output
-            .as_ref()
-            .expect("validated whole-image manifest")
+    /// Every ONNX file the model runs, resolved, with its pinned sha256: one for a whole-image
+    /// model, the detector and the embedder for a face model.
+    pub fn files(&self) -> Vec<(PathBuf, Option<String>)> {
+        match &self.manifest.spec {
+            ModelSpec::Whole(w) => vec![(self.resolve(&w.file), w.sha256.clone())],
+            ModelSpec::Face(f) => vec![
+                (
+                    self.resolve(&f.detector.file),
+                    Some(f.detector.sha256.clone()),
+                ),
+                (
+                    self.resolve(&f.embedder.file),
+                    Some(f.embedder.sha256.clone()),
+                ),
+            ],
+        }
     }
 }
 
@@ -302,6 +551,91 @@ impl Registry {
                 Some(format!("known models: {}; `qcyn models` lists them, or pass a manifest path ending in .toml", known.join(", "))),
             )
         })
+    }
+}
+
+/// One row of `qcyn models`: what a manifest names and whether its files are installed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    /// Model name.
+    pub name: String,
+    /// Whole-image or face.
+    pub kind: ModelKind,
+    /// The first ONNX file (the only one of a whole-image model).
+    pub path: Option<PathBuf>,
+    /// Its pinned sha256.
+    pub sha256: Option<String>,
+    /// Every ONNX file with its pinned sha256.
+    pub files: Vec<ModelFile>,
+    /// Whether this is the default model.
+    pub default: bool,
+    /// Whether every file is installed.
+    pub available: bool,
+    /// True when the weights are random (latency only).
+    pub random_weights: bool,
+    /// Input size, e.g. `224x224`, or `112x112 faces`.
+    pub input: String,
+    /// Feature dimension.
+    pub feature_dim: usize,
+    /// Licence of the weights.
+    pub licence: String,
+    /// Where the weights come from.
+    pub source: Option<toml::Table>,
+    /// One line about the model.
+    pub description: String,
+    /// The manifest file.
+    pub manifest: PathBuf,
+}
+
+/// An ONNX file of a model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelFile {
+    /// Where it is (resolved).
+    pub path: PathBuf,
+    /// Its pinned sha256.
+    pub sha256: Option<String>,
+}
+
+impl Registry {
+    /// One summary per model, in name order, the default marked.
+    pub fn summaries(&self) -> Vec<ModelSummary> {
+        let default = default_model_name(self);
+        self.models
+            .iter()
+            .map(|m| {
+                let man = &m.manifest;
+                let files: Vec<ModelFile> = m
+                    .files()
+                    .into_iter()
+                    .map(|(path, sha256)| ModelFile { path, sha256 })
+                    .collect();
+                let (input, feature_dim) = match &man.spec {
+                    ModelSpec::Whole(w) => (
+                        format!("{}x{}", w.input.width, w.input.height),
+                        w.output.dim,
+                    ),
+                    ModelSpec::Face(f) => {
+                        (format!("{0}x{0} faces", f.embedder.size), f.embedder.dim)
+                    }
+                };
+                ModelSummary {
+                    name: man.name.clone(),
+                    kind: man.kind(),
+                    path: files.first().map(|f| f.path.clone()),
+                    sha256: files.first().and_then(|f| f.sha256.clone()),
+                    available: files.iter().all(|f| f.path.is_file()),
+                    files,
+                    default: man.name == default,
+                    random_weights: man.random_weights,
+                    input,
+                    feature_dim,
+                    licence: man.licence.clone(),
+                    source: man.source.clone(),
+                    description: man.description.clone(),
+                    manifest: m.manifest_path.clone(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -362,16 +696,5 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io("cannot read", path, e))?;
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    Ok(hex::encode(hasher.finalize()))
 }

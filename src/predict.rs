@@ -5,20 +5,74 @@ use std::path::{Path, PathBuf};
 use ndarray::Array2;
 use serde::Serialize;
 
-use crate::backbone::Embedding;
 use crate::bundle::Bundle;
 use crate::cache::FeatureCache;
 use crate::dataset::{self, Skipped};
-use crate::error::{Error, Result};
-use crate::extract::{extract, ExtractOptions, Pipeline};
+use crate::error::Result;
+use crate::extract::{extract, ExtractOptions};
 use crate::face::openset::OpenSet;
+use crate::features::Embedding;
 use crate::models::ModelKind;
+use crate::pipeline::Pipeline;
 use crate::progress::Reporter;
 
 /// Label of an image in which a face model found no face.
 pub const NO_FACE: &str = "no_face";
 /// Label of a face that is not similar enough to any known person.
 pub const UNKNOWN: &str = "unknown";
+
+/// Every class's probability, most probable first, for one image or face. Serialised as a JSON
+/// object `{class: probability}` in that order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Probabilities(Vec<(String, f32)>);
+
+impl Probabilities {
+    /// `p[i]` is class `classes[i]`'s probability; the `top_k` most probable are kept (all when
+    /// `None`), most probable first, ties in class order.
+    pub fn ranked(classes: &[String], p: &[f32], top_k: Option<usize>) -> Probabilities {
+        let mut order: Vec<usize> = (0..p.len()).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+        Probabilities(
+            order
+                .into_iter()
+                .take(top_k.unwrap_or(usize::MAX))
+                .map(|i| (classes[i].clone(), p[i]))
+                .collect(),
+        )
+    }
+
+    /// The probability of `class`, when it is kept.
+    pub fn get(&self, class: &str) -> Option<f32> {
+        self.0.iter().find(|(c, _)| c == class).map(|&(_, p)| p)
+    }
+
+    /// `(class, probability)`, most probable first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f32)> {
+        self.0.iter().map(|(c, p)| (c.as_str(), *p))
+    }
+
+    /// Number of classes kept.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no class is kept (an image that could not be read, or without a face).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Probabilities {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (c, p) in &self.0 {
+            // As f64, the form earlier versions wrote (f32 widened exactly).
+            map.serialize_entry(c, &f64::from(*p))?;
+        }
+        map.end()
+    }
+}
 
 /// One face's prediction.
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +89,7 @@ pub struct FacePrediction {
     /// Cosine similarity to the nearest known person (the open-set score).
     pub similarity: Option<f32>,
     /// Every class's probability, most probable first.
-    pub probabilities: serde_json::Map<String, serde_json::Value>,
+    pub probabilities: Probabilities,
 }
 
 /// One image's prediction.
@@ -48,7 +102,7 @@ pub struct Prediction {
     /// `no_face`; `null` when the image could not be read.
     pub label: Option<String>,
     /// Every class's probability (the top `k` when asked), most probable first.
-    pub probabilities: serde_json::Map<String, serde_json::Value>,
+    pub probabilities: Probabilities,
     /// Face models: every face found, most prominent first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub faces: Option<Vec<FacePrediction>>,
@@ -128,21 +182,6 @@ pub fn expand_inputs(inputs: &[String]) -> (Vec<PathBuf>, Vec<Skipped>) {
     (out, skipped)
 }
 
-/// The bundle's open set, if it has one.
-pub fn open_set(bundle: &Bundle) -> Result<Option<OpenSet>> {
-    bundle
-        .open_set
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| {
-            Error::config(
-                format!("the bundle's open-set settings are damaged: {e}"),
-                Some("re-run `qcyn fit`".into()),
-            )
-        })
-}
-
 /// Predicts every path. Unreadable images get an entry with `error` set.
 pub fn predict(
     pipeline: &mut Pipeline,
@@ -152,8 +191,8 @@ pub fn predict(
     opts: &PredictOptions,
     reporter: &dyn Reporter,
 ) -> Result<Vec<Prediction>> {
-    let kind = pipeline.model.manifest.kind;
-    let mut set = open_set(bundle)?;
+    let kind = pipeline.model.manifest.kind();
+    let mut set = bundle.open_set.clone();
     if let (Some(set), Some(t)) = (set.as_mut(), opts.unknown_threshold) {
         set.threshold = t;
     }
@@ -194,20 +233,6 @@ pub fn predict(
     Ok(out)
 }
 
-fn probabilities(
-    classes: &[String],
-    p: &[f32],
-    top_k: Option<usize>,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-    order
-        .into_iter()
-        .take(top_k.unwrap_or(usize::MAX))
-        .map(|i| (classes[i].clone(), serde_json::json!(p[i])))
-        .collect()
-}
-
 fn predict_one(
     path: &Path,
     embeddings: &[Embedding],
@@ -242,7 +267,7 @@ fn predict_one(
         return Ok(Prediction {
             path: path.to_path_buf(),
             label: Some(classes[argmax(0)].clone()),
-            probabilities: probabilities(classes, &p, top_k),
+            probabilities: Probabilities::ranked(classes, &p, top_k),
             faces: None,
             error: None,
         });
@@ -259,7 +284,7 @@ fn predict_one(
             } else {
                 UNKNOWN.into()
             }),
-            probabilities: probabilities(classes, &p, top_k),
+            probabilities: Probabilities::ranked(classes, &p, top_k),
             faces: Some(Vec::new()),
             error: None,
         });
@@ -270,7 +295,7 @@ fn predict_one(
         .map(|(row, e)| {
             let similarity = set.map(|s| s.score(&e.vector).1);
             let known = set.is_none_or(|s| similarity.unwrap_or(1.0) >= s.threshold);
-            let face = e.face.unwrap_or(crate::backbone::FaceBox {
+            let face = e.face.unwrap_or(crate::features::FaceBox {
                 bbox: [0.0; 4],
                 score: 0.0,
                 landmarks: [[0.0; 2]; 5],
@@ -285,7 +310,7 @@ fn predict_one(
                     UNKNOWN.into()
                 },
                 similarity,
-                probabilities: probabilities(classes, &proba.row(row).to_vec(), top_k),
+                probabilities: Probabilities::ranked(classes, &proba.row(row).to_vec(), top_k),
             }
         })
         .collect();

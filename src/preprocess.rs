@@ -128,7 +128,7 @@ pub fn preprocess_id(spec: &PreprocessSpec, input: &InputSpec) -> String {
         "v{PREPROCESS_CODE_VERSION}|{}",
         serde_json::to_string(&(spec, input)).expect("serialisable preprocessing spec")
     );
-    crate::models::hex(&Sha256::digest(text.as_bytes()))
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Turns decoded images into model input tensors.

@@ -1,12 +1,11 @@
-//! Scan: turn a folder-per-class tree (or the tutorial's list files, see [`lists`]) into labelled
-//! samples, in a deterministic order, before anything is decoded.
-use std::path::{Path, PathBuf};
+//! Scan: turn a folder-per-class tree into labelled samples, in a deterministic order, before
+//! anything is decoded (the tutorial's list files are read by `split::lists`). Also the path rules
+//! every later step shares: relative paths inside a dataset, and what counts as an image file.
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-
-pub mod lists;
 
 /// File extensions qcyn reads as images (lower case).
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"];
@@ -181,46 +180,86 @@ pub fn scan(root: &Path) -> Result<Dataset> {
     Ok(dataset)
 }
 
-/// Files under `dir`, recursively, sorted by path. Hidden files and folders (names starting with
-/// `.`) are passed over; a symbolic link back into a folder already walked is reported in the
-/// second list instead of being followed again.
+/// A folder of images without class sub-folders (as `bench --images` takes): one class, `images`,
+/// with the folder's image files in name order.
+pub fn flat(dir: &Path) -> Result<Dataset> {
+    let samples: Vec<Sample> = read_dir_sorted(dir)?
+        .into_iter()
+        .filter(|p| p.is_file() && has_image_extension(p))
+        .map(|path| Sample { path, class: 0 })
+        .collect();
+    if samples.is_empty() {
+        return Err(Error::bad_file(
+            dir,
+            "holds no images",
+            Some(format!(
+                "pass a folder of images (extensions {})",
+                IMAGE_EXTENSIONS.join(", ")
+            )),
+        ));
+    }
+    Ok(Dataset {
+        root: dir.to_path_buf(),
+        classes: vec!["images".into()],
+        samples,
+        skipped: Vec::new(),
+    })
+}
+
+/// Files under `dir`, recursively, sorted by path (walked by `walkdir`, following symbolic
+/// links). Hidden files and folders (names starting with `.`) are passed over; a symbolic link to
+/// a folder above it, or to a folder already walked through another path, is reported in the
+/// second list instead of being followed again. A link that points nowhere is returned as a file,
+/// so that reading it reports the problem with its name.
 pub fn walk_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let mut out = Vec::new();
     let mut loops = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let real = std::fs::canonicalize(&d).unwrap_or_else(|_| d.clone());
-        if !seen.insert(real) {
-            loops.push(Skipped {
-                path: d,
-                reason: "folder was already read through another path (a symbolic-link loop); not read twice".into(),
-            });
-            continue;
-        }
-        for p in read_dir_sorted(&d)? {
-            if p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            {
-                continue;
+    let mut twice = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            if e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.') {
+                return false;
             }
-            if p.is_dir() {
-                // A link to a folder above this one would walk the tree again, other classes
-                // included: report it instead of following it.
-                let here = std::fs::canonicalize(&d).unwrap_or_else(|_| d.clone());
-                match std::fs::canonicalize(&p) {
-                    Ok(target) if here.starts_with(&target) => loops.push(Skipped {
-                        path: p,
-                        reason: "links to a folder above it (a symbolic-link loop); not followed"
-                            .into(),
-                    }),
-                    _ => stack.push(p),
+            if e.file_type().is_dir() {
+                let real = std::fs::canonicalize(e.path()).unwrap_or_else(|_| e.path().into());
+                if !seen.insert(real) {
+                    twice.push(Skipped {
+                        path: e.path().to_path_buf(),
+                        reason: "folder was already read through another path (a symbolic-link loop); not read twice".into(),
+                    });
+                    return false;
                 }
-            } else {
-                out.push(p);
+            }
+            true
+        });
+    for entry in walker {
+        match entry {
+            Ok(e) if e.file_type().is_dir() => {}
+            Ok(e) => out.push(e.into_path()),
+            Err(err) if err.loop_ancestor().is_some() => loops.push(Skipped {
+                path: err.path().unwrap_or(dir).to_path_buf(),
+                reason: "links to a folder above it (a symbolic-link loop); not followed".into(),
+            }),
+            Err(err) => {
+                let path = err.path().unwrap_or(dir).to_path_buf();
+                let dangling = err.depth() > 0
+                    && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+                if dangling {
+                    out.push(path);
+                } else {
+                    let io = err
+                        .into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("cannot walk the folder"));
+                    return Err(Error::io("cannot read folder", path, io));
+                }
             }
         }
     }
+    loops.extend(twice);
     out.sort();
     Ok((out, loops))
 }
@@ -283,4 +322,66 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// `path` relative to `root`, with `/` separators. `path` may already be relative.
+pub fn relative_path(root: &Path, path: &Path) -> Result<String> {
+    let rel = if path.is_absolute() || path.starts_with(root) {
+        path.strip_prefix(root).map_err(|_| {
+            Error::config(
+                format!(
+                    "{} is not inside the dataset folder {}",
+                    path.display(),
+                    root.display()
+                ),
+                None,
+            )
+        })?
+    } else {
+        path
+    };
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str().ok_or_else(|| {
+                Error::config(
+                    format!("{} is not valid UTF-8; rename it", path.display()),
+                    None,
+                )
+            })?),
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::config(
+                    format!(
+                        "{} is not inside the dataset folder {}",
+                        path.display(),
+                        root.display()
+                    ),
+                    None,
+                ))
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Checks that a `/`-separated path stays inside its base: relative, no `..`. Returns why not.
+pub(crate) fn check_relative(path: &str) -> std::result::Result<(), String> {
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    let p = Path::new(path);
+    if path.starts_with('/') || path.starts_with('\\') || p.is_absolute() || p.has_root() {
+        return Err("absolute paths are not allowed; give it relative to the base folder".into());
+    }
+    for c in p.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            _ => return Err("path escapes the base folder (`..` or a drive prefix)".into()),
+        }
+    }
+    if path.split(['/', '\\']).any(|part| part == "..") {
+        return Err("path escapes the base folder (`..`)".into());
+    }
+    Ok(())
 }

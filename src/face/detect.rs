@@ -31,9 +31,9 @@ use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::backbone::FaceBox;
 use crate::error::{Error, Result};
-use crate::models::ColourOrder;
+use crate::features::FaceBox;
+use crate::models::{ColourOrder, DetectorSpec};
 
 /// Small images are enlarged for the detector only until their longer side is this many pixels.
 pub const UPSCALE_TO: u32 = 320;
@@ -231,30 +231,6 @@ pub fn to_original(face: &FaceBox, lb: &Letterbox) -> FaceBox {
         *l = [l[0] / lb.sx, l[1] / lb.sy];
     }
     f
-}
-
-/// Description of a YuNet graph, from the `[detector]` table of a face manifest.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DetectorSpec {
-    /// ONNX file, relative to the manifest.
-    pub file: std::path::PathBuf,
-    /// sha256 of the file.
-    pub sha256: String,
-    /// Input tensor name.
-    pub input: String,
-    /// Square input size in pixels.
-    pub size: u32,
-    /// Channel order of the input.
-    pub colour: ColourOrder,
-    /// Pixel values 0..255 are divided by this.
-    #[serde(default = "one")]
-    pub scale: f32,
-    /// Strides; outputs are named `cls_<s>`, `obj_<s>`, `bbox_<s>`, `kps_<s>`.
-    pub strides: Vec<u32>,
-}
-
-fn one() -> f32 {
-    1.0
 }
 
 /// A YuNet session.

@@ -11,7 +11,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::models::ColourOrder;
+use crate::models::{ColourOrder, EmbedderSpec};
 
 /// Scales `v` to unit length in place and returns its former length (a zero vector stays zero).
 pub fn l2_normalise(v: &mut [f32]) -> f32 {
@@ -52,38 +52,6 @@ pub fn crop_tensor(crop: &RgbImage, colour: ColourOrder, scale: f32, out: &mut [
             *d = raw[3 * i + src_c] as f32 / scale;
         }
     }
-}
-
-/// Description of an SFace graph, from the `[embedder]` table of a face manifest.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EmbedderSpec {
-    /// ONNX file, relative to the manifest.
-    pub file: std::path::PathBuf,
-    /// sha256 of the file.
-    pub sha256: String,
-    /// Input tensor name.
-    pub input: String,
-    /// Output tensor name.
-    pub output: String,
-    /// Square crop size in pixels.
-    pub size: u32,
-    /// Embedding dimension.
-    pub dim: usize,
-    /// Channel order of the input.
-    pub colour: ColourOrder,
-    /// Pixel values 0..255 are divided by this.
-    #[serde(default = "one")]
-    pub scale: f32,
-    /// Where the five landmarks go in the crop (right eye, left eye, nose, right and left mouth
-    /// corners).
-    pub align_landmarks: Vec<[f32; 2]>,
-    /// Published same-person cosine threshold, if any.
-    #[serde(default)]
-    pub match_cosine_threshold: Option<f32>,
-}
-
-fn one() -> f32 {
-    1.0
 }
 
 /// An SFace session.

@@ -1,7 +1,7 @@
 //! Face mode: detect (YuNet) → align (5-point similarity) → embed (SFace).
 //!
 //! The face pipeline is one more kind of backbone: [`pipeline`] builds an
-//! [`extract::Pipeline`](crate::extract::Pipeline) that turns an image into zero, one or several
+//! [`Pipeline`](crate::pipeline::Pipeline) that turns an image into zero, one or several
 //! [`Embedding`]s, one per face, each with its [`FaceBox`], most prominent first. `extract`, `fit`
 //! and `predict` see nothing else.
 //!
@@ -24,10 +24,11 @@ use ort::environment::Environment;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backbone::{Embedding, FaceBox, SessionOptions};
+use crate::backbone::SessionOptions;
 use crate::error::{Error, Result};
-use crate::extract::{CacheIdentity, Pipeline, Prepare, Prepared, Run};
+use crate::features::{Embedding, FaceBox};
 use crate::models::Model;
+use crate::pipeline::{CacheIdentity, Pipeline, Prepare, Prepared, Run};
 use crate::preprocess::ImageProblem;
 
 pub mod align;
@@ -36,8 +37,7 @@ pub mod embed;
 pub mod openset;
 pub mod sheet;
 
-pub use detect::DetectorSpec;
-pub use embed::EmbedderSpec;
+pub use crate::models::{DetectorSpec, EmbedderSpec};
 
 /// Bumped whenever the face code changes what it produces for the same image and options, so cached
 /// embeddings of older code are never reused.
@@ -128,56 +128,23 @@ pub struct FaceModel {
 }
 
 impl FaceModel {
-    /// Reads the `[detector]` and `[embedder]` tables of a face manifest.
+    /// The detector and embedder of a face manifest, with their files resolved.
     pub fn from_model(model: &Model) -> Result<FaceModel> {
-        let m = &model.manifest;
-        let bad = |msg: String| {
-            Error::bad_file(
-                &model.manifest_path,
-                msg,
-                Some("compare it with models/face.toml".into()),
+        let spec = model.manifest.face().ok_or_else(|| {
+            Error::config(
+                format!(
+                    "model `{}` is a whole-image model, not a face model",
+                    model.manifest.name
+                ),
+                Some("use --model face".into()),
             )
-        };
-        let table = |t: &Option<toml::Table>, name: &str| {
-            t.clone()
-                .ok_or_else(|| bad(format!("a face model needs a [{name}] table")))
-        };
-        let detector: DetectorSpec = toml::Value::Table(table(&m.detector, "detector")?)
-            .try_into()
-            .map_err(|e| bad(format!("invalid [detector] table: {e}")))?;
-        let embedder: EmbedderSpec = toml::Value::Table(table(&m.embedder, "embedder")?)
-            .try_into()
-            .map_err(|e| bad(format!("invalid [embedder] table: {e}")))?;
-        if detector.size == 0
-            || detector.strides.is_empty()
-            || detector
-                .strides
-                .iter()
-                .any(|&s| s == 0 || !detector.size.is_multiple_of(s))
-        {
-            return Err(bad(format!(
-                "[detector] size {} and strides {:?} do not fit together",
-                detector.size, detector.strides
-            )));
-        }
-        if embedder.align_landmarks.len() != 5 {
-            return Err(bad(format!(
-                "[embedder] align_landmarks needs 5 points, found {}",
-                embedder.align_landmarks.len()
-            )));
-        }
-        if embedder.size == 0 || embedder.dim == 0 || detector.scale <= 0.0 || embedder.scale <= 0.0
-        {
-            return Err(bad(
-                "[embedder] size and dim, and both `scale`s, must be positive".into(),
-            ));
-        }
+        })?;
         Ok(FaceModel {
-            name: m.name.clone(),
-            detector_path: model.resolve(&detector.file),
-            embedder_path: model.resolve(&embedder.file),
-            detector,
-            embedder,
+            name: model.manifest.name.clone(),
+            detector_path: model.resolve(&spec.detector.file),
+            embedder_path: model.resolve(&spec.embedder.file),
+            detector: spec.detector.clone(),
+            embedder: spec.embedder.clone(),
             manifest_path: model.manifest_path.clone(),
         })
     }
@@ -185,7 +152,7 @@ impl FaceModel {
     /// sha256 identifying the pair: sha256 of `"<detector sha256>+<embedder sha256>"`.
     pub fn combined_sha256(&self) -> String {
         let text = format!("{}+{}", self.detector.sha256, self.embedder.sha256);
-        crate::models::hex(&Sha256::digest(text.as_bytes()))
+        hex::encode(Sha256::digest(text.as_bytes()))
     }
 
     /// Identifies everything between the decoded image and the embedding: letterbox rule, options,
@@ -206,7 +173,7 @@ impl FaceModel {
             self.embedder.scale,
             opts.whole_image_fallback,
         );
-        crate::models::hex(&Sha256::digest(text.as_bytes()))
+        hex::encode(Sha256::digest(text.as_bytes()))
     }
 }
 

@@ -7,9 +7,6 @@
 //! without its fold, so the scores are what unseen photos of known people get; the threshold is
 //! the quantile of those scores that rejects the requested share of them (the false-reject rate,
 //! default 1%). Classes with a single training embedding cannot be held out and add no score.
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -145,21 +142,7 @@ fn best(centroids: &[Option<Vec<f32>>], v: &[f32]) -> (usize, f32) {
         })
 }
 
-/// Stratified, seeded fold of every row: within each class, rows are shuffled and dealt round-robin
-/// to `folds` folds.
-pub fn stratified_folds(labels: &[usize], folds: usize, seed: u64) -> Vec<usize> {
-    let classes = labels.iter().max().map_or(0, |m| m + 1);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut fold = vec![0; labels.len()];
-    for c in 0..classes {
-        let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
-        rows.shuffle(&mut rng);
-        for (k, r) in rows.into_iter().enumerate() {
-            fold[r] = k % folds.max(1);
-        }
-    }
-    fold
-}
+use crate::shuffle::stratified_folds;
 
 /// Cross-validated scores of known embeddings: each row's best cosine against centroids built
 /// without its fold. Rows of classes with a single embedding are skipped.

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use image::{Rgb, RgbImage};
 use serde::Serialize;
 
-use crate::backbone::Embedding;
 use crate::error::{Error, Result};
 use crate::face::{choose_training_face, FaceChoice, FaceEngine};
+use crate::features::Embedding;
 use crate::progress::Reporter;
 
 /// Frame colour of the face training uses.

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::atomic::write_atomic;
-use crate::dataset::{Dataset, Sample};
-use crate::error::{Error, Result};
-use crate::split::{check_relative, preview, relative_path, Split};
+use crate::dataset::{check_relative, relative_path, Dataset, Sample};
+use crate::error::{preview, Error, Result};
+use crate::split::Split;
 
 /// Training list file name.
 pub const TRAIN_LIST: &str = "train_list.txt";

@@ -1,4 +1,4 @@
-//! Train: the `qcyn fit` workflow. Features of the split's images come through the cache (the
+//! Fit: the `qcyn fit` workflow. Features of the split's images come through the cache (the
 //! backbone runs only on what is missing), the head is fitted on the training part, the
 //! validation part is scored, and everything needed to predict is written as one bundle.
 use std::path::{Path, PathBuf};
@@ -8,22 +8,21 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::atomic::write_atomic;
-use crate::backbone::Embedding;
-use crate::bundle::{Bundle, SplitSource, TrainingConfig};
+use crate::bundle::{bundle_path, Bundle, SplitSource, TrainingConfig, BUNDLE_FILE};
 use crate::cache::FeatureCache;
 use crate::dataset::{Dataset, Skipped};
 use crate::error::{Error, Result};
-use crate::evaluate::Report;
-use crate::extract::{extract, ExtractOptions, Pipeline};
+use crate::extract::{extract, ExtractOptions};
 use crate::face::openset::{Calibration, OpenSet, OpenSetEvaluation};
 use crate::face::{choose_training_face, FaceChoice};
+use crate::features::Embedding;
 use crate::head::{CvReport, SoftmaxValidParams};
+use crate::metrics::Report;
 use crate::models::ModelKind;
+use crate::pipeline::Pipeline;
 use crate::progress::Reporter;
-use crate::split::{Split, SplitManifest};
-
-/// File name of the bundle inside a bundle folder.
-pub const BUNDLE_FILE: &str = "bundle.json";
+use crate::split::manifest::SplitManifest;
+use crate::split::{Split, SplitSpec};
 
 /// Labelled images and how they are split.
 #[derive(Debug, Clone)]
@@ -34,6 +33,59 @@ pub struct TrainingData {
     pub split: Split,
     /// Where the split came from.
     pub source: SplitSource,
+}
+
+impl TrainingData {
+    /// The tutorial's list files in `dir` (paths relative to `base`, default `dir`), with the
+    /// split they describe.
+    pub fn from_lists(dir: &Path, base: Option<&Path>) -> Result<TrainingData> {
+        let read = crate::split::lists::read(dir, base)?;
+        let base = read.dataset.root.clone();
+        Ok(TrainingData {
+            dataset: read.dataset,
+            split: read.split,
+            source: SplitSource::Lists {
+                dir: dir.to_path_buf(),
+                base,
+            },
+        })
+    }
+
+    /// A scanned dataset split as a manifest recorded. Images added since the manifest was made
+    /// are in no part, and listed as skipped with the fix.
+    pub fn from_manifest(mut dataset: Dataset, file: &Path) -> Result<TrainingData> {
+        let manifest = SplitManifest::read(file)?;
+        let resolved = manifest.resolve(&dataset)?;
+        for &i in &resolved.unlisted {
+            dataset.skipped.push(Skipped {
+                path: dataset.samples[i].path.clone(),
+                reason: format!(
+                    "not in the split manifest {} (added after it was made); re-run `qcyn split` to use it",
+                    file.display()
+                ),
+            });
+        }
+        Ok(TrainingData {
+            dataset,
+            split: resolved.split,
+            source: SplitSource::Manifest {
+                path: file.to_path_buf(),
+            },
+        })
+    }
+
+    /// A scanned dataset split by rule and seed.
+    pub fn from_rule(dataset: Dataset, spec: SplitSpec) -> Result<TrainingData> {
+        let split = crate::split::stratified(&dataset, &spec)?;
+        Ok(TrainingData {
+            dataset,
+            split,
+            source: SplitSource::Rule {
+                spec,
+                manifest: None,
+            },
+        })
+    }
 }
 
 /// How to fit.
@@ -107,24 +159,18 @@ pub struct OpenSetSummary {
     pub validation: Option<OpenSetEvaluation>,
 }
 
-/// Where a bundle lives: `--out DIR` holds `bundle.json` and its reports; a path ending in
-/// `.json` is the bundle file itself.
-pub fn bundle_path(out: &Path) -> PathBuf {
-    if out.extension().is_some_and(|e| e == "json") {
-        out.to_path_buf()
-    } else {
-        out.join(BUNDLE_FILE)
-    }
-}
-
-/// The vector an image contributes to training or validation, per its embeddings.
-enum Use {
+/// The vector an image contributes to training, validation or evaluation, per its embeddings:
+/// whole-image models give their one vector; face models the face [`choose_training_face`] picks.
+pub(crate) enum Use {
+    /// Use this vector.
     Vector(Vec<f32>),
+    /// The image has no face.
     NoFace,
+    /// Several faces of similar size: which person the image is of is unclear (the reason).
     Ambiguous(String),
 }
 
-fn training_vector(kind: ModelKind, embeddings: &[Embedding]) -> Use {
+pub(crate) fn training_vector(kind: ModelKind, embeddings: &[Embedding]) -> Use {
     match kind {
         ModelKind::Whole => match embeddings.first() {
             Some(e) => Use::Vector(e.vector.clone()),
@@ -152,7 +198,7 @@ pub fn fit(
     out: &Path,
     reporter: &dyn Reporter,
 ) -> Result<(Bundle, FitReport)> {
-    let kind = pipeline.model.manifest.kind;
+    let kind = pipeline.model.manifest.kind();
     let ds = &data.dataset;
     let wanted: Vec<usize> = data
         .split
@@ -265,11 +311,7 @@ pub fn fit(
         None
     } else {
         let proba = fitted.head.predict_proba(to_matrix(&val_x).view());
-        Some(crate::evaluate::evaluate(
-            &val_y,
-            proba.view(),
-            &ds.classes,
-        )?)
+        Some(crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?)
     };
 
     let mut open_set = None;
@@ -286,7 +328,7 @@ pub fn fit(
             false_reject_rate: set.false_reject_rate,
             validation: (!val_x.is_empty()).then(|| set.evaluate(&val_x, &[])),
         });
-        open_set = Some(serde_json::to_value(&set).expect("serialisable open set"));
+        open_set = Some(set);
     }
 
     let training = TrainingConfig {
@@ -457,145 +499,4 @@ pub fn human(r: &FitReport) -> String {
         r.bundle.display()
     );
     s
-}
-
-/// What `qcyn eval` reports (its `--json` output).
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalReport {
-    /// Model name.
-    pub model: String,
-    /// Accuracy on the images of the bundle's classes.
-    pub accuracy: f64,
-    /// Macro-F1.
-    pub macro_f1: f64,
-    /// Log loss.
-    pub log_loss: f64,
-    /// Images (or faces) scored.
-    pub n: usize,
-    /// The bundle's classes.
-    pub classes: Vec<String>,
-    /// Confusion matrix, rows = true class.
-    pub confusion: Vec<Vec<usize>>,
-    /// The full report.
-    pub report: Report,
-    /// Which way the errors lean.
-    pub bias: String,
-    /// Images left out because the bundle was trained on them (same content, wherever they are).
-    pub excluded_training_images: usize,
-    /// Images of classes the bundle does not know (strangers for face models; ignored otherwise).
-    pub unknown_classes: Vec<String>,
-    /// Face models: how the "unknown" threshold does (known faces rejected, strangers accepted).
-    pub open_set: Option<OpenSetEvaluation>,
-    /// Images that could not be read or decoded.
-    pub skipped: Vec<Skipped>,
-    /// Face models: images without a face.
-    pub no_face: Vec<PathBuf>,
-    /// Face models: images with several faces of similar size.
-    pub ambiguous: Vec<Skipped>,
-    /// Images that went through the backbone in this run.
-    pub backbone_runs: u64,
-}
-
-/// Scores a bundle on labelled images, leaving out those it was trained on. Classes the bundle
-/// does not know are strangers: face models report how many the open set accepts.
-pub fn evaluate_bundle(
-    pipeline: &mut Pipeline,
-    cache: Option<&FeatureCache>,
-    bundle: &Bundle,
-    dataset: &Dataset,
-    extract_opts: ExtractOptions,
-    reporter: &dyn Reporter,
-) -> Result<EvalReport> {
-    let kind = pipeline.model.manifest.kind;
-    let trained: std::collections::HashSet<&str> =
-        bundle.train_sha256.iter().map(String::as_str).collect();
-    let all: Vec<PathBuf> = dataset.samples.iter().map(|s| s.path.clone()).collect();
-    let keys = crate::cache::content_keys(cache, &all);
-    let mut excluded = 0;
-    let mut chosen = Vec::new();
-    for (s, key) in dataset.samples.iter().zip(&keys) {
-        if key.as_deref().is_some_and(|k| trained.contains(k)) {
-            excluded += 1;
-        } else {
-            chosen.push(s);
-        }
-    }
-    if chosen.is_empty() {
-        return Err(Error::config(
-            format!("every image in {} was used to train this bundle", dataset.root.display()),
-            Some("evaluate on images the bundle has not seen (the fit's validation images already are in its report)".into()),
-        ));
-    }
-    let paths: Vec<PathBuf> = chosen.iter().map(|s| s.path.clone()).collect();
-    let extracted = extract(pipeline, cache, &paths, extract_opts, reporter)?;
-    let class_of = |name: &str| bundle.classes.iter().position(|c| c == name);
-    let mut unknown_classes: Vec<String> = dataset
-        .classes
-        .iter()
-        .filter(|c| class_of(c).is_none())
-        .cloned()
-        .collect();
-    unknown_classes.sort();
-    let (mut known_x, mut known_y, mut strangers) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut no_face, mut ambiguous) = (Vec::new(), Vec::new());
-    for (s, emb) in chosen.iter().zip(&extracted.embeddings) {
-        let Some(emb) = emb else { continue };
-        let v = match training_vector(kind, emb) {
-            Use::Vector(v) => v,
-            Use::NoFace => {
-                no_face.push(s.path.clone());
-                continue;
-            }
-            Use::Ambiguous(reason) => {
-                ambiguous.push(Skipped {
-                    path: s.path.clone(),
-                    reason,
-                });
-                continue;
-            }
-        };
-        match class_of(&dataset.classes[s.class]) {
-            Some(c) => {
-                known_x.push(v);
-                known_y.push(c);
-            }
-            None => strangers.push(v),
-        }
-    }
-    if known_x.is_empty() {
-        return Err(Error::config(
-            format!(
-                "no usable image of the bundle's classes ({}) in {}",
-                bundle.classes.join(", "),
-                dataset.root.display()
-            ),
-            Some(
-                "class folder names must match the class names the bundle was trained with".into(),
-            ),
-        ));
-    }
-    let d = known_x[0].len();
-    let x =
-        Array2::from_shape_vec((known_x.len(), d), known_x.concat()).expect("rows of equal length");
-    let proba = bundle.head.try_predict_proba(x.view())?;
-    let report = crate::evaluate::evaluate(&known_y, proba.view(), &bundle.classes)?;
-    let open_set = crate::predict::open_set(bundle)?.map(|set| set.evaluate(&known_x, &strangers));
-    Ok(EvalReport {
-        model: pipeline.model.manifest.name.clone(),
-        accuracy: report.accuracy,
-        macro_f1: report.macro_f1,
-        log_loss: report.log_loss,
-        n: report.n,
-        classes: bundle.classes.clone(),
-        confusion: report.confusion.clone(),
-        bias: report.bias_sentence(),
-        report,
-        excluded_training_images: excluded,
-        unknown_classes,
-        open_set,
-        skipped: extracted.report.skipped,
-        no_face,
-        ambiguous,
-        backbone_runs: extracted.report.backbone_runs,
-    })
 }

@@ -1,0 +1,162 @@
+//! Eval: the `qcyn eval` workflow. A bundle is scored on labelled images it was not trained on
+//! (training images are recognised by content, wherever they were copied); classes the bundle does
+//! not know are strangers, and face bundles report how the "unknown" threshold treats them.
+use std::path::PathBuf;
+
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::bundle::Bundle;
+use crate::cache::FeatureCache;
+use crate::dataset::{Dataset, Skipped};
+use crate::error::{Error, Result};
+use crate::extract::{extract, ExtractOptions};
+use crate::face::openset::OpenSetEvaluation;
+use crate::fit::{training_vector, Use};
+use crate::metrics::Report;
+use crate::pipeline::Pipeline;
+use crate::progress::Reporter;
+
+/// What `qcyn eval` reports (its `--json` output).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Model name.
+    pub model: String,
+    /// Accuracy on the images of the bundle's classes.
+    pub accuracy: f64,
+    /// Macro-F1.
+    pub macro_f1: f64,
+    /// Log loss.
+    pub log_loss: f64,
+    /// Images (or faces) scored.
+    pub n: usize,
+    /// The bundle's classes.
+    pub classes: Vec<String>,
+    /// Confusion matrix, rows = true class.
+    pub confusion: Vec<Vec<usize>>,
+    /// The full report.
+    pub report: Report,
+    /// Which way the errors lean.
+    pub bias: String,
+    /// Images left out because the bundle was trained on them (same content, wherever they are).
+    pub excluded_training_images: usize,
+    /// Images of classes the bundle does not know (strangers for face models; ignored otherwise).
+    pub unknown_classes: Vec<String>,
+    /// Face models: how the "unknown" threshold does (known faces rejected, strangers accepted).
+    pub open_set: Option<OpenSetEvaluation>,
+    /// Images that could not be read or decoded.
+    pub skipped: Vec<Skipped>,
+    /// Face models: images without a face.
+    pub no_face: Vec<PathBuf>,
+    /// Face models: images with several faces of similar size.
+    pub ambiguous: Vec<Skipped>,
+    /// Images that went through the backbone in this run.
+    pub backbone_runs: u64,
+}
+
+/// Scores a bundle on labelled images, leaving out those it was trained on. Classes the bundle
+/// does not know are strangers: face models report how many the open set accepts.
+pub fn evaluate_bundle(
+    pipeline: &mut Pipeline,
+    cache: Option<&FeatureCache>,
+    bundle: &Bundle,
+    dataset: &Dataset,
+    extract_opts: ExtractOptions,
+    reporter: &dyn Reporter,
+) -> Result<EvalReport> {
+    let kind = pipeline.model.manifest.kind();
+    let trained: std::collections::HashSet<&str> =
+        bundle.train_sha256.iter().map(String::as_str).collect();
+    let all: Vec<PathBuf> = dataset.samples.iter().map(|s| s.path.clone()).collect();
+    let keys = crate::cache::content_keys(cache, &all);
+    let mut excluded = 0;
+    let mut chosen = Vec::new();
+    for (s, key) in dataset.samples.iter().zip(&keys) {
+        if key.as_deref().is_some_and(|k| trained.contains(k)) {
+            excluded += 1;
+        } else {
+            chosen.push(s);
+        }
+    }
+    if chosen.is_empty() {
+        return Err(Error::config(
+            format!("every image in {} was used to train this bundle", dataset.root.display()),
+            Some("evaluate on images the bundle has not seen (the fit's validation images already are in its report)".into()),
+        ));
+    }
+    let paths: Vec<PathBuf> = chosen.iter().map(|s| s.path.clone()).collect();
+    let extracted = extract(pipeline, cache, &paths, extract_opts, reporter)?;
+    let class_of = |name: &str| bundle.classes.iter().position(|c| c == name);
+    let mut unknown_classes: Vec<String> = dataset
+        .classes
+        .iter()
+        .filter(|c| class_of(c).is_none())
+        .cloned()
+        .collect();
+    unknown_classes.sort();
+    let (mut known_x, mut known_y, mut strangers) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut no_face, mut ambiguous) = (Vec::new(), Vec::new());
+    for (s, emb) in chosen.iter().zip(&extracted.embeddings) {
+        let Some(emb) = emb else { continue };
+        let v = match training_vector(kind, emb) {
+            Use::Vector(v) => v,
+            Use::NoFace => {
+                no_face.push(s.path.clone());
+                continue;
+            }
+            Use::Ambiguous(reason) => {
+                ambiguous.push(Skipped {
+                    path: s.path.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        match class_of(&dataset.classes[s.class]) {
+            Some(c) => {
+                known_x.push(v);
+                known_y.push(c);
+            }
+            None => strangers.push(v),
+        }
+    }
+    if known_x.is_empty() {
+        return Err(Error::config(
+            format!(
+                "no usable image of the bundle's classes ({}) in {}",
+                bundle.classes.join(", "),
+                dataset.root.display()
+            ),
+            Some(
+                "class folder names must match the class names the bundle was trained with".into(),
+            ),
+        ));
+    }
+    let d = known_x[0].len();
+    let x =
+        Array2::from_shape_vec((known_x.len(), d), known_x.concat()).expect("rows of equal length");
+    let proba = bundle.head.try_predict_proba(x.view())?;
+    let report = crate::metrics::evaluate(&known_y, proba.view(), &bundle.classes)?;
+    let open_set = bundle
+        .open_set
+        .as_ref()
+        .map(|set| set.evaluate(&known_x, &strangers));
+    Ok(EvalReport {
+        model: pipeline.model.manifest.name.clone(),
+        accuracy: report.accuracy,
+        macro_f1: report.macro_f1,
+        log_loss: report.log_loss,
+        n: report.n,
+        classes: bundle.classes.clone(),
+        confusion: report.confusion.clone(),
+        bias: report.bias_sentence(),
+        report,
+        excluded_training_images: excluded,
+        unknown_classes,
+        open_set,
+        skipped: extracted.report.skipped,
+        no_face,
+        ambiguous,
+        backbone_runs: extracted.report.backbone_runs,
+    })
+}
