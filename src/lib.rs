@@ -1,16 +1,27 @@
 //! qcyn: teach a computer your own image categories from a few dozen photos each.
 //!
 //! A pretrained ONNX backbone, run by ONNX Runtime, turns every image into a feature vector once;
-//! the vectors are cached; a softmax head is trained on them in pure Rust. The modules follow the
-//! data, one way:
+//! the vectors are cached; a softmax head is trained on them in pure Rust. Each step of the data's
+//! way has its module, and imports only run from a later step to an earlier one:
 //!
 //! ```text
-//! dataset (scan) ─▶ split ─▶ preprocess ─▶ backbone ─▶ cache ─▶ head ─▶ evaluate ─▶ bundle
-//!                                 predict: bundle ─▶ preprocess ─▶ backbone ─▶ head
-//!                                 bench:   preprocess ─▶ backbone
+//! dataset (scan) ─▶ split ─▶ preprocess ─▶ pipeline ─▶ backbone | face ─▶ cache ─▶ extract
+//!   ─▶ head ─▶ metrics ─▶ bundle ─▶ fit | eval ─▶ predict;   bench measures preprocess ─▶ backbone
 //! ```
 //!
-//! `extract` drives scan → preprocess → backbone → cache; `fit` adds head → evaluate → bundle.
+//! - [`dataset`]: folder-per-class scan, path rules; [`split`]: the seeded split, its manifest and
+//!   the tutorial's list files; [`shuffle`]: the one seeded shuffler.
+//! - [`models`]: manifests (typed per kind); [`preprocess`]: decode, resize, normalise.
+//! - [`features`]: what a backbone gives ([`features::Embedding`], [`features::FaceBox`]);
+//!   [`pipeline`]: the Prepare/Run halves of every extractor and its cache identity.
+//! - [`backbone`]: ONNX Runtime sessions and whole-image models; [`face`]: detect → align → embed.
+//! - [`cache`]: features on disk; [`extract`]: opens a pipeline by kind and runs it through the
+//!   cache, decoding overlapped with inference.
+//! - [`head`]: the softmax head and its cross-validation; [`metrics`]: accuracy, F1, confusion.
+//! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
+//!   `qcyn eval` workflows; [`predict`]: labels and probabilities; [`bench`]: latency.
+//! - Shared by all: [`error`], [`atomic`], [`progress`], [`runtime`].
+//!
 //! The library never configures ONNX Runtime's global environment: the binary does, and passes the
 //! [`ort::environment::Environment`] in.
 #![deny(missing_docs)]

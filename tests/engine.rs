@@ -4,11 +4,16 @@ use std::path::PathBuf;
 
 use image::{Rgb, RgbImage};
 use qcyn::backbone::SessionOptions;
-use qcyn::extract::Pipeline;
+use qcyn::pipeline::Pipeline;
 use qcyn::models::Model;
 use qcyn::preprocess::decode_rgb;
 
 use crate::util::*;
+
+/// The whole-image part of a manifest.
+fn whole(model: &Model) -> &qcyn::models::WholeSpec {
+    model.manifest.whole().expect("a whole-image model")
+}
 
 // ---------------------------------------------------------------- decoding
 
@@ -556,7 +561,7 @@ fn mobilenetv2_matches_the_pytorch_reference() {
     let path = require_model_file("mobilenetv2.onnx");
     assert_eq!(
         qcyn::models::sha256_file(&path).unwrap(),
-        model.manifest.sha256.clone().unwrap()
+        model.manifest.sha256().unwrap().to_string()
     );
     // x[0,c,h,w] = sin(0.05*h + 0.03*w + c) * (1 + 0.5*c)
     let mut x = vec![0f32; 3 * 224 * 224];
@@ -608,7 +613,7 @@ fn mobilenetv2_with_qcyn_preprocessing_gets_the_reference_top1_on_real_photos() 
     let photos = project().join(".qcyn/testdata/imagenet");
     let model = Model::load(&project().join("models/mobilenetv2.toml")).unwrap();
     let path = require_model_file("mobilenetv2.onnx");
-    let pre = qcyn::preprocess::Preprocessor::new(model.preprocess(), model.input());
+    let pre = qcyn::preprocess::Preprocessor::new(&whole(&model).preprocess, &whole(&model).input);
     let mut session =
         qcyn::backbone::open_session(&ort_env(), &path, SessionOptions::default()).unwrap();
     let mut checked = 0;
@@ -676,7 +681,7 @@ fn large_jpegs_decode_reduced_with_nearly_the_same_tensor() {
     );
 
     let model = Model::load(&project().join("models/mobilenetv2.toml")).unwrap();
-    let pre = Preprocessor::new(model.preprocess(), model.input());
+    let pre = Preprocessor::new(&whole(&model).preprocess, &whole(&model).input);
     let (mut a, mut b) = (vec![0f32; pre.tensor_len()], vec![0f32; pre.tensor_len()]);
     pre.prepare(&full, &mut a).unwrap();
     pre.prepare(&reduced, &mut b).unwrap();

@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use image::{imageops, GrayImage, Rgb, RgbImage};
-use qcyn::backbone::{Embedding, FaceBox, SessionOptions};
+use qcyn::backbone::SessionOptions;
+use qcyn::features::{Embedding, FaceBox};
 use qcyn::face::align::{estimate_similarity, is_mirrored, rms_error, warp_bilinear, Similarity};
 use qcyn::face::detect::{decode_level, iou, nms, to_original, Letterbox, LevelOutput};
 use qcyn::face::embed::cosine;
-use qcyn::face::openset::{stratified_folds, threshold_for_rate, Calibration, OpenSet};
+use qcyn::face::openset::{threshold_for_rate, Calibration, OpenSet};
+use qcyn::shuffle::stratified_folds;
 use qcyn::face::{
     choose_training_face, prominence, FaceChoice, FaceEngine, FaceModel, FaceOptions,
 };

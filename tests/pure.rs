@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use linfa::prelude::*;
 use ndarray::{Array1, Array2};
 use qcyn::bundle::{Bundle, SplitSource, TrainingConfig};
-use qcyn::dataset::{self, lists, Dataset, Sample};
-use qcyn::evaluate;
+use qcyn::dataset::{self, Dataset, Sample};
+use qcyn::metrics;
 use qcyn::head::{self, ClassWeight, HeadError, SoftmaxParams};
 use qcyn::models::Model;
-use qcyn::split::{self, Split, SplitManifest, SplitRule, SplitSpec};
+use qcyn::split::manifest::SplitManifest;
+use qcyn::split::{self, lists, Split, SplitRule, SplitSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -780,7 +781,7 @@ fn evaluate_hand_computed_example() {
         [0.1, 0.4, 0.5],    // b → c
         [0.3, 0.7, 0.0],    // c → b (p = 0, clipped)
     ]);
-    let r = evaluate::evaluate(&y, p.view(), &classes).unwrap();
+    let r = metrics::evaluate(&y, p.view(), &classes).unwrap();
     let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
     assert_eq!(r.n, 6);
     assert_eq!(
@@ -874,13 +875,13 @@ fn evaluate_hand_computed_example() {
 fn evaluate_perfect_and_bad_input() {
     let classes = names(&["x", "y"]);
     let p = ndarray::arr2(&[[0.9f32, 0.1], [0.2, 0.8]]);
-    let r = evaluate::evaluate(&[0, 1], p.view(), &classes).unwrap();
+    let r = metrics::evaluate(&[0, 1], p.view(), &classes).unwrap();
     assert_eq!(r.accuracy, 1.0);
     assert_eq!(r.bias.leans_toward, None);
     assert!(r.human().contains("bias: no errors."));
-    assert!(evaluate::evaluate(&[0], p.view(), &classes).is_err());
-    assert!(evaluate::evaluate(&[0, 2], p.view(), &classes).is_err());
-    assert!(evaluate::evaluate(&[0, 1], p.view(), &names(&["x"])).is_err());
+    assert!(metrics::evaluate(&[0], p.view(), &classes).is_err());
+    assert!(metrics::evaluate(&[0, 2], p.view(), &classes).is_err());
+    assert!(metrics::evaluate(&[0, 1], p.view(), &names(&["x"])).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -922,7 +923,7 @@ fn sample_bundle(model: &Model) -> Bundle {
         .fit(&DatasetBase::new(x.clone(), y.clone()))
         .unwrap();
     let classes = names(&["cats", "dogs"]);
-    let report = evaluate::evaluate(
+    let report = metrics::evaluate(
         y.as_slice().unwrap(),
         fit.head.predict_proba(x.view()).view(),
         &classes,
