@@ -39,6 +39,18 @@ pub enum Error {
     /// ONNX Runtime reported an error.
     #[error("ONNX Runtime failed")]
     Ort(#[from] ort::Error),
+    /// The softmax head cannot be trained or used: its hyperparameters, training data or input.
+    ///
+    /// The message includes the head's own, so it is not also given as the source (a `{:#}` chain
+    /// would print it twice); match on the variant to reach it.
+    #[error("softmax head: {0}")]
+    Head(crate::head::HeadError),
+}
+
+impl From<crate::head::HeadError> for Error {
+    fn from(e: crate::head::HeadError) -> Self {
+        Error::Head(e)
+    }
 }
 
 /// An error and its causes, joined by ": " (what `{:#}` gives for an `anyhow` error).
@@ -58,6 +70,7 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::Config { hint, .. } | Error::BadFile { hint, .. } => hint.as_deref(),
+            Error::Head(e) => e.hint(),
             Error::Io { .. } | Error::Ort(_) => None,
         }
     }

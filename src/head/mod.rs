@@ -1,0 +1,296 @@
+//! Head: a multinomial logistic regression (softmax) on cached backbone features.
+//!
+//! The objective is the standard one, the same as `linfa-logistic`'s `MultiLogisticRegression` and
+//! scikit-learn's multinomial `LogisticRegression` with `C = 1 / l2`:
+//!
+//! ```text
+//! Σᵢ sᵢ · (−log softmax(W xᵢ + b)[yᵢ])  +  l2/2 · ‖W‖²        (the bias is not penalised)
+//! ```
+//!
+//! on standardised features (the head stores the mean and scale and applies them when it
+//! predicts); `sᵢ` is 1, or `n / (k · count(yᵢ))` with [`ClassWeight::Balanced`].
+//!
+//! The L2 strength is chosen by stratified k-fold cross-validation on the training data only
+//! (lowest pooled out-of-fold log loss; ties go to the stronger penalty), then the head is refit on
+//! all of it. Folds run in parallel with rayon; along each fold the strengths are fitted from strong
+//! to weak, each starting from the previous solution; the refit starts from the mean of the folds'
+//! solutions at the chosen strength. The solver is L-BFGS with a strong-Wolfe line search, in
+//! `f32` with `f64` accumulation; each objective evaluation splits its rows into parallel chunks.
+//! The features are standardised once, with the statistics of the whole training part (folds
+//! share them, as with scikit-learn's `LogisticRegressionCV` on pre-scaled features; they use no
+//! labels).
+//!
+//! [`SoftmaxParams`] is a `linfa` hyperparameter set ([`linfa::ParamGuard`]): it is checked before
+//! any work, and [`linfa::traits::Fit`] fits it on a `DatasetBase<Array2<f32>, Array1<usize>>`.
+//! The fitted [`SoftmaxHead`] implements [`linfa::traits::Predict`] (class indices) and
+//! [`SoftmaxHead::predict_proba`].
+use linfa::dataset::{AsSingleTargets, DatasetBase};
+use linfa::traits::{Fit, PredictInplace};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, ArrayBase, ArrayView1, ArrayView2, Data, Ix2};
+use serde::{Deserialize, Serialize};
+
+// The data flows one way: `params` (hyperparameters, errors) and `lbfgs` (the solver, which
+// knows nothing of heads) feed `objective` (the objective and the fits), which `cv` (choosing the
+// strength) uses; this module ties them together.
+mod cv;
+mod lbfgs;
+mod objective;
+mod params;
+
+pub use cv::{CvPoint, CvReport};
+pub use lbfgs::SolverStats;
+pub use params::{
+    ClassWeight, HeadError, SoftmaxParams, SoftmaxValidParams, DEFAULT_L2_GRID, DEFAULT_TOL,
+};
+
+use objective::{argmax, standardisation, standardise, Trainer};
+
+/// A fitted softmax head: `softmax(W · (x − mean) / scale + b)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoftmaxHead {
+    /// Number of classes.
+    pub classes: usize,
+    /// Feature dimension.
+    pub dim: usize,
+    /// Per-feature mean subtracted before the linear map.
+    pub mean: Vec<f32>,
+    /// Per-feature scale divided by after the mean (1 for constant features).
+    pub scale: Vec<f32>,
+    /// Weights, row-major `classes × dim`, on standardised features.
+    pub weights: Vec<f32>,
+    /// Bias per class.
+    pub bias: Vec<f32>,
+    /// L2 strength it was trained with.
+    pub l2: f32,
+}
+
+impl SoftmaxHead {
+    /// Checks that the stored arrays agree with `classes` and `dim` and are finite (for a head read
+    /// from disk). Returns what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let (k, d) = (self.classes, self.dim);
+        if k == 0 || d == 0 {
+            return Err(format!("head has {k} classes and dimension {d}"));
+        }
+        for (name, len, want) in [
+            ("mean", self.mean.len(), d),
+            ("scale", self.scale.len(), d),
+            ("weights", self.weights.len(), k * d),
+            ("bias", self.bias.len(), k),
+        ] {
+            if len != want {
+                return Err(format!("head `{name}` has {len} values, expected {want}"));
+            }
+        }
+        let all = self
+            .mean
+            .iter()
+            .chain(&self.scale)
+            .chain(&self.weights)
+            .chain(&self.bias);
+        if all.clone().any(|v| !v.is_finite()) {
+            return Err("head holds a NaN or infinite value".into());
+        }
+        if self.scale.iter().any(|s| *s <= 0.0) {
+            return Err("head `scale` must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Weights as a `classes × dim` view.
+    pub fn weights_view(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.classes, self.dim), &self.weights).expect("validated head")
+    }
+
+    /// Raw scores `W · (x − mean) / scale + b`, one row per sample.
+    pub fn decision_function(&self, x: ArrayView2<f32>) -> Result<Array2<f32>, HeadError> {
+        if x.ncols() != self.dim {
+            return Err(HeadError::DimensionMismatch {
+                expected: self.dim,
+                found: x.ncols(),
+            });
+        }
+        let mut xs = x.to_owned();
+        for mut row in xs.rows_mut() {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.scale) {
+                *v = (*v - m) / s;
+            }
+        }
+        let mut z = Array2::zeros((x.nrows(), self.classes));
+        for mut row in z.rows_mut() {
+            row.assign(&ArrayView1::from(&self.bias));
+        }
+        general_mat_mul(1.0, &xs, &self.weights_view().t(), 1.0, &mut z);
+        Ok(z)
+    }
+
+    /// Probability of every class, one row per sample (rows sum to 1).
+    ///
+    /// # Panics
+    /// When `x` does not have [`SoftmaxHead::dim`] columns; see [`SoftmaxHead::try_predict_proba`].
+    pub fn predict_proba(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        self.try_predict_proba(x).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Probability of every class, one row per sample, or an error on a dimension mismatch.
+    pub fn try_predict_proba(&self, x: ArrayView2<f32>) -> Result<Array2<f32>, HeadError> {
+        let mut z = self.decision_function(x)?;
+        for mut row in z.rows_mut() {
+            softmax_in_place(row.as_slice_mut().expect("contiguous row"));
+        }
+        Ok(z)
+    }
+}
+
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+impl<D: Data<Elem = f32>> PredictInplace<ArrayBase<D, Ix2>, Array1<usize>> for SoftmaxHead {
+    /// The most probable class of each row.
+    fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<usize>) {
+        assert_eq!(x.nrows(), y.len(), "one output per sample");
+        let z = self
+            .decision_function(x.view())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (row, out) in z.rows().into_iter().zip(y.iter_mut()) {
+            *out = argmax(row.as_slice().expect("contiguous row"));
+        }
+    }
+
+    fn default_target(&self, x: &ArrayBase<D, Ix2>) -> Array1<usize> {
+        Array1::zeros(x.nrows())
+    }
+}
+
+impl<D: Data<Elem = f32>> PredictInplace<ArrayBase<D, Ix2>, Array1<usize>> for HeadFit {
+    fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<usize>) {
+        self.head.predict_inplace(x, y)
+    }
+
+    fn default_target(&self, x: &ArrayBase<D, Ix2>) -> Array1<usize> {
+        Array1::zeros(x.nrows())
+    }
+}
+
+/// The result of fitting: the head, how its strength was chosen, and how the final fit went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadFit {
+    /// The fitted head (refit on all training samples).
+    pub head: SoftmaxHead,
+    /// Cross-validation report; `None` when a single strength was given.
+    pub cv: Option<CvReport>,
+    /// The final fit's solver statistics.
+    pub refit: SolverStats,
+}
+
+impl<D: Data<Elem = f32>, T: AsSingleTargets<Elem = usize>> Fit<ArrayBase<D, Ix2>, T, HeadError>
+    for SoftmaxValidParams
+{
+    type Object = HeadFit;
+
+    fn fit(&self, dataset: &DatasetBase<ArrayBase<D, Ix2>, T>) -> Result<HeadFit, HeadError> {
+        let y = dataset.targets().as_single_targets();
+        let labels: Vec<usize> = y.iter().copied().collect();
+        fit(dataset.records().view(), &labels, self)
+    }
+}
+
+/// Fits a head on features `x` (one row per sample) with labels `y` (class indices): chooses the
+/// L2 strength by cross-validation when the grid has several, then refits on everything.
+pub fn fit(
+    x: ArrayView2<f32>,
+    y: &[usize],
+    params: &SoftmaxValidParams,
+) -> Result<HeadFit, HeadError> {
+    let (n, d) = x.dim();
+    if n != y.len() {
+        return Err(HeadError::MismatchedShapes(n, y.len()));
+    }
+    if n == 0 || d == 0 {
+        return Err(HeadError::NoSamples);
+    }
+    for (row, r) in x.rows().into_iter().enumerate() {
+        if let Some(col) = r.iter().position(|v| !v.is_finite()) {
+            return Err(HeadError::NonFinite {
+                row,
+                col,
+                value: r[col],
+            });
+        }
+    }
+    let k = params
+        .n_classes
+        .unwrap_or_else(|| y.iter().max().map_or(0, |m| m + 1));
+    let mut counts = vec![0usize; k];
+    for (row, &label) in y.iter().enumerate() {
+        if label >= k {
+            return Err(HeadError::LabelOutOfRange {
+                row,
+                label,
+                classes: k,
+            });
+        }
+        counts[label] += 1;
+    }
+    let mut grid = params.l2_grid.clone();
+    grid.sort_by(|a, b| b.total_cmp(a));
+    grid.dedup();
+    let cv_wanted = grid.len() > 1;
+    let (min_class, min_count) = counts
+        .iter()
+        .copied()
+        .enumerate()
+        .min_by_key(|&(_, c)| c)
+        .expect("k > 0");
+    let needed = if cv_wanted { 2 } else { 1 };
+    if min_count < needed {
+        let why = if cv_wanted {
+            " to cross-validate (one to hold out, one to train)"
+        } else {
+            ""
+        };
+        return Err(HeadError::ClassTooSmall {
+            class: min_class,
+            count: min_count,
+            needed,
+            why: why.into(),
+        });
+    }
+
+    let (mean, scale) = standardisation(x);
+    let xs = standardise(x, &mean, &scale);
+
+    let trainer = Trainer::new(&xs, y, k, params);
+    let (chosen, init, cv) = if cv_wanted {
+        let (l2, init, report) = cv::choose_l2(&trainer, params, &grid, (min_class, min_count));
+        (l2, Some(init), Some(report))
+    } else {
+        (grid[0], None, None)
+    };
+
+    let all: Vec<usize> = (0..n).collect();
+    let part = trainer.part(&all, &[]);
+    let mut theta = init.unwrap_or_else(|| vec![0.0; trainer.param_len(n)]);
+    let refit = trainer.solve(&part, chosen, &mut theta);
+    let (weights, bias) = trainer.weights_and_bias(&part, &theta);
+    let head = SoftmaxHead {
+        classes: k,
+        dim: d,
+        mean,
+        scale,
+        weights,
+        bias,
+        l2: chosen,
+    };
+    Ok(HeadFit { head, cv, refit })
+}
