@@ -915,6 +915,36 @@ fn model_in(dir: &Path, file: &str, text: &str) -> Model {
     Model::load(&p).unwrap()
 }
 
+/// Manifests are typed per kind: what a kind needs is there, and nothing of the other kind.
+#[test]
+fn manifests_that_mix_or_miss_their_kind_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let e = Model::load(&p).unwrap_err();
+        assert!(e.to_string().contains(name), "names the file: {e}");
+        e.to_string()
+    };
+    let e = load("nofile.toml", &MANIFEST.replace("file = \"tiny.onnx\"", ""));
+    assert!(e.contains("needs `file`, [input], [preprocess] and [output]"), "{e}");
+    let e = load(
+        "mixed.toml",
+        &format!("{MANIFEST}\n[detector]\nfile = \"d.onnx\"\nsha256 = \"a\"\ninput = \"i\"\nsize = 640\ncolour = \"bgr\"\nstrides = [8]\n"),
+    );
+    assert!(e.contains("has no [detector] or [embedder]"), "{e}");
+    let e = load(
+        "face.toml",
+        "name = \"f\"\nkind = \"face\"\n[detector]\nfile = \"d.onnx\"\nsha256 = \"a\"\ninput = \"i\"\nsize = 640\ncolour = \"bgr\"\nstrides = [8]\n",
+    );
+    assert!(e.contains("needs a [detector] and an [embedder]"), "{e}");
+    let e = load("kind.toml", &format!("kind = \"fused\"\n{MANIFEST}"));
+    assert!(e.contains("fused"), "{e}");
+    let m = model_in(dir.path(), "ok.toml", MANIFEST);
+    assert_eq!(m.manifest.kind(), qcyn::models::ModelKind::Whole);
+    assert!(m.manifest.face().is_none());
+}
+
 fn sample_bundle(model: &Model) -> Bundle {
     let (x, y) = blobs(&[vec![0.0, 0.0, 1.0], vec![2.0, 2.0, 0.0]], 10, 0.5, 6);
     let params = SoftmaxParams::new().l2_grid(vec![10.0, 1.0]).folds(3);
@@ -968,6 +998,26 @@ fn bundle_round_trip() {
     back.check_model(&model, "AAAA").unwrap();
     let files: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
     assert_eq!(files.len(), 1, "no temporary file left behind");
+}
+
+/// A bundle written by qcyn 0.1 (format 1: manifests and the open set as raw tables) is refused
+/// with "re-run fit", never read half-way or panicked on.
+#[test]
+fn a_format_1_bundle_asks_for_a_new_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_in(dir.path(), "tiny.toml", MANIFEST);
+    let path = dir.path().join("bundle.json");
+    sample_bundle(&model).write(&path).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["format_version"] = 1.into();
+    v["qcyn_version"] = "0.1.0".into();
+    v["open_set"] = serde_json::json!({"threshold": 0.3, "centroids": "as a raw table"});
+    std::fs::write(&path, v.to_string()).unwrap();
+    let err = Bundle::load(&path).unwrap_err();
+    let e = err_text(err);
+    assert!(e.contains("format version 1 "), "{e}");
+    assert!(e.contains("re-run `qcyn fit`"), "{e}");
 }
 
 #[test]
