@@ -1,0 +1,69 @@
+//! `qcyn eval`: score a bundle on labelled images it was not trained on.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use qcyn::extract::ExtractOptions;
+
+use super::{
+    bundle_and_pipeline, load_data, open_cache, print_json, resolve_threads, Ctx, EXIT_SKIPPED,
+};
+use crate::args;
+
+pub(super) fn run(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
+    let data = load_data(&a.data)?;
+    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.run.threads)?;
+    let cache = open_cache(&a.run.cache, &pipeline)?;
+    let workers = resolve_threads(a.run.threads);
+    let report = qcyn::train::evaluate_bundle(
+        &mut pipeline,
+        cache.as_ref(),
+        &bundle,
+        &data,
+        ExtractOptions {
+            batch: a.run.batch,
+            workers,
+        },
+        &ctx.reporter,
+    )?;
+    if ctx.global.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "{} images of the bundle's classes ({} training images left out)",
+            report.n, report.excluded_training_images
+        );
+        print!("{}", report.report.human());
+        if !report.unknown_classes.is_empty() {
+            println!(
+                "classes the bundle does not know: {}",
+                report.unknown_classes.join(", ")
+            );
+        }
+        if let Some(o) = &report.open_set {
+            println!(
+                "unknown threshold: {:.1}% of {} known faces rejected; {:.1}% of {} strangers rejected",
+                o.false_reject_rate * 100.0,
+                o.knowns,
+                o.stranger_rejection_rate * 100.0,
+                o.strangers
+            );
+        }
+        for s in &report.skipped {
+            println!("skipped {}: {}", s.path.display(), s.reason);
+        }
+        for p in &report.no_face {
+            println!("no face: {}", p.display());
+        }
+        for a in &report.ambiguous {
+            println!("ambiguous: {}: {}", a.path.display(), a.reason);
+        }
+    }
+    let all_used =
+        report.skipped.is_empty() && report.no_face.is_empty() && report.ambiguous.is_empty();
+    Ok(if all_used {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_SKIPPED)
+    })
+}
