@@ -5,10 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use qcyn::extract::ExtractOptions;
 
-use super::{
-    bundle_and_pipeline, load_data, open_cache, print_json, resolve_threads, Ctx, EXIT_SKIPPED,
-};
+use super::{bundle_and_pipeline, load_data, open_cache, print_json, resolve_threads, Ctx};
 use crate::args;
+use crate::outcome::LeftOut;
 
 pub(super) fn run(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
     let data = load_data(&a.data)?;
@@ -26,6 +25,11 @@ pub(super) fn run(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
         },
         &ctx.reporter,
     )?;
+    let left_out = LeftOut {
+        skipped: &report.skipped,
+        no_face: &report.no_face,
+        ambiguous: &report.ambiguous,
+    };
     if ctx.global.json {
         print_json(&report)?;
     } else {
@@ -49,21 +53,7 @@ pub(super) fn run(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
                 o.strangers
             );
         }
-        for s in &report.skipped {
-            println!("skipped {}: {}", s.path.display(), s.reason);
-        }
-        for p in &report.no_face {
-            println!("no face: {}", p.display());
-        }
-        for a in &report.ambiguous {
-            println!("ambiguous: {}: {}", a.path.display(), a.reason);
-        }
+        left_out.print();
     }
-    let all_used =
-        report.skipped.is_empty() && report.no_face.is_empty() && report.ambiguous.is_empty();
-    Ok(if all_used {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_SKIPPED)
-    })
+    Ok(left_out.exit_code())
 }

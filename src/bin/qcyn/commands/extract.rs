@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use qcyn::extract::{self, ExtractOptions};
 
-use super::{
-    load_data, open_cache, print_json, random_weights_warning, threads, Ctx, EXIT_SKIPPED,
-};
+use super::{load_data, open_cache, print_json, random_weights_warning, threads, Ctx};
 use crate::args;
+use crate::outcome::LeftOut;
 
 pub(super) fn run(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
     let model = ctx.model_or_default(a.model.model.as_deref())?;
@@ -29,6 +28,11 @@ pub(super) fn run(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
     // Files the scan passed over are skipped too.
     report.skipped.extend(data.skipped.iter().cloned());
     report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let left_out = LeftOut {
+        skipped: &report.skipped,
+        no_face: &report.no_face,
+        ..LeftOut::default()
+    };
     if ctx.global.json {
         print_json(&report)?;
     } else {
@@ -51,16 +55,7 @@ pub(super) fn run(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
         if let Some(dir) = &report.cache_dir {
             println!("cache: {}", dir.display());
         }
-        for s in &report.skipped {
-            println!("skipped {}: {}", s.path.display(), s.reason);
-        }
-        for p in &report.no_face {
-            println!("no face: {}", p.display());
-        }
+        left_out.print();
     }
-    Ok(if report.skipped.is_empty() && report.no_face.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_SKIPPED)
-    })
+    Ok(left_out.exit_code())
 }

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use qcyn::backbone::{Device, SessionOptions};
 
-use super::{load_data, print_json, resolve_threads, Ctx, EXIT_SKIPPED};
+use super::{load_data, print_json, resolve_threads, Ctx};
 use crate::args;
+use crate::outcome;
 
 pub(super) fn run(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
     let model = ctx.model(&a.model)?;
@@ -57,9 +58,6 @@ pub(super) fn run(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
         }
         println!("crops and contact sheets: {}", report.out.display());
     }
-    Ok(if unreadable == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_SKIPPED)
-    })
+    // Only unreadable files count: images without a face or with several are counted above.
+    Ok(outcome::exit_code(unreadable))
 }

@@ -12,8 +12,9 @@ use qcyn::split::SplitManifest;
 use qcyn::train::{FitOptions, TrainingData};
 
 use super::split::split_spec;
-use super::{face_options, open_cache, print_json, threads, Ctx, EXIT_SKIPPED};
+use super::{face_options, open_cache, print_json, threads, Ctx};
 use crate::args;
+use crate::outcome::LeftOut;
 
 pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
     let model = ctx.model_or_default(a.model.model.as_deref())?;
@@ -73,13 +74,13 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
     } else {
         print!("{}", qcyn::train::human(&report));
     }
-    let all_used =
-        report.skipped.is_empty() && report.no_face.is_empty() && report.ambiguous.is_empty();
-    Ok(if all_used {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_SKIPPED)
-    })
+    // The report's text lists what was left out.
+    let left_out = LeftOut {
+        skipped: &report.skipped,
+        no_face: &report.no_face,
+        ambiguous: &report.ambiguous,
+    };
+    Ok(left_out.exit_code())
 }
 
 /// The labelled images of `fit` and how they are split.

@@ -24,9 +24,6 @@ mod models;
 mod predict;
 mod split;
 
-/// Exit code when the work is done but some images were skipped.
-const EXIT_SKIPPED: u8 = 3;
-
 /// Settings every command shares, resolved once.
 struct Ctx {
     global: args::GlobalArgs,

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use qcyn::extract::ExtractOptions;
 
-use super::{bundle_and_pipeline, open_cache, print_json, resolve_threads, Ctx, EXIT_SKIPPED};
+use super::{bundle_and_pipeline, open_cache, print_json, resolve_threads, Ctx};
 use crate::args;
+use crate::outcome;
 
 pub(super) fn run(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
     let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.run.threads)?;
@@ -97,9 +98,6 @@ pub(super) fn run(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_SKIPPED)
-    })
+    // Each failed image is listed with its error above.
+    Ok(outcome::exit_code(failed))
 }
