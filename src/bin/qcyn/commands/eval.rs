@@ -11,7 +11,7 @@ use crate::outcome::LeftOut;
 
 pub(super) fn run(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
     let data = load_data(&a.data)?;
-    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.run.threads)?;
+    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, &a.run)?;
     let cache = open_cache(&a.run.cache, &pipeline)?;
     let workers = resolve_threads(a.run.threads);
     let report = qcyn::train::evaluate_bundle(

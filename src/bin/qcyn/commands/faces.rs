@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use qcyn::backbone::{Device, SessionOptions};
+use qcyn::backbone::SessionOptions;
 
-use super::{load_data, print_json, resolve_threads, Ctx};
+use super::{device, load_data, print_json, resolve_threads, Ctx};
 use crate::args;
 use crate::outcome;
 
@@ -22,13 +22,12 @@ pub(super) fn run(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
     }
     let data = load_data(&a.data)?;
     let env = ctx.environment()?;
-    let threads = resolve_threads(a.threads);
     let mut engine = qcyn::face::FaceEngine::open(
         &env,
         &model,
         SessionOptions {
-            threads,
-            device: Device::Cpu,
+            threads: resolve_threads(a.threads),
+            device: device(a.device),
         },
         qcyn::face::FaceOptions::default(),
     )?;

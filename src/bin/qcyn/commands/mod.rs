@@ -107,18 +107,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 fn bundle_and_pipeline(
     ctx: &Ctx,
     bundle: &Path,
-    threads: Option<usize>,
+    run: &args::RunArgs,
 ) -> Result<(Bundle, Pipeline, ort::environment::Environment)> {
     let bundle = Bundle::load(&qcyn::train::bundle_path(bundle))?;
     let model = ctx.model(&bundle.model.name)?;
     let env = ctx.environment()?;
-    let threads = resolve_threads(threads);
     let pipeline = Pipeline::open_with(
         &env,
         &model,
         SessionOptions {
-            threads,
-            device: Device::Cpu,
+            threads: resolve_threads(run.threads),
+            device: device(run.device),
         },
         bundle.face_options.unwrap_or_default(),
     )?;
@@ -147,10 +146,14 @@ fn face_options(model: &args::ModelArgs) -> qcyn::face::FaceOptions {
 fn session_options(model: &args::ModelArgs) -> SessionOptions {
     SessionOptions {
         threads: threads(model),
-        device: match model.device {
-            args::DeviceArg::Cpu => Device::Cpu,
-            args::DeviceArg::Cuda => Device::Cuda,
-        },
+        device: device(model.device),
+    }
+}
+
+fn device(arg: args::DeviceArg) -> Device {
+    match arg {
+        args::DeviceArg::Cpu => Device::Cpu,
+        args::DeviceArg::Cuda => Device::Cuda,
     }
 }
 

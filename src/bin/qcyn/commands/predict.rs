@@ -10,7 +10,7 @@ use crate::args;
 use crate::outcome;
 
 pub(super) fn run(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
-    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, a.run.threads)?;
+    let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, &a.run)?;
     let cache = open_cache(&a.run.cache, &pipeline)?;
     let (paths, mut missing) = qcyn::predict::expand_inputs(&a.paths);
     let workers = resolve_threads(a.run.threads);
