@@ -1384,3 +1384,42 @@ fn option_values_out_of_range_are_usage_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn every_command_that_opens_a_backbone_honours_device() {
+    let dir = Dir::new();
+    rgb_bundle(&dir);
+    dir.write("new/a.png", &png(&tinted(RED, 100)));
+    // This version has no CUDA execution provider, so asking for it is a clear error: a command
+    // that ran on the CPU instead would ignore --device. The backbone is opened only when an image
+    // is not in the feature cache (and `fit` cached them all), hence --no-cache.
+    let cuda = ["--device", "cuda"];
+    for args in [
+        &["predict", "--bundle", "bundle", "new", "--no-cache"][..],
+        &["eval", "--bundle", "bundle", "data", "--no-cache"],
+        &["extract", "data", "--model", "tiny", "--no-cache"],
+        &[
+            "fit",
+            "data",
+            "--model",
+            "tiny",
+            "--out",
+            "b2",
+            "--no-cache",
+        ],
+        &["bench", "--model", "tiny", "--seconds", "0", "--quiet"],
+    ] {
+        let err = fails(&dir, &[args, &cuda].concat());
+        assert!(
+            err.contains("CUDA") && err.contains("--device cpu"),
+            "{args:?}: {err}"
+        );
+    }
+    // `faces` runs the real face model from the project's models folder.
+    require_model_file("yunet.onnx");
+    require_model_file("sface.onnx");
+    let out = dir.run(&["faces", "data", "--out", "crops", "--device", "cuda"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("CUDA") && !err.contains("panicked"), "{err}");
+}

@@ -142,6 +142,9 @@ pub struct RunArgs {
     /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
     /// Images per backbone run.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
@@ -196,6 +199,9 @@ pub struct FacesArgs {
     /// Threads for ONNX Runtime (default and most: the number of cores).
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 /// Where the labelled images are.

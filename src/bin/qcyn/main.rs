@@ -5,6 +5,7 @@ use clap::Parser;
 
 mod args;
 mod commands;
+mod outcome;
 mod reporter;
 
 fn main() -> ExitCode {

@@ -1,0 +1,112 @@
+//! `qcyn bench`: backbone latency and throughput, alone and from image files.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use qcyn::dataset::{self, Dataset};
+
+use super::{print_json, random_weights_warning, session_options, threads, Ctx};
+use crate::args;
+
+pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
+    let model = ctx.model_or_default(a.model.model.as_deref())?;
+    let limits = qcyn::bench::BenchLimits {
+        batches: a.batch.clone(),
+        warmup: a.warmup,
+        max_time: Duration::from_secs_f64(a.seconds.max(0.0)),
+        ..Default::default()
+    };
+    let images = match &a.images {
+        Some(dir) => {
+            let data = dataset::scan(dir).or_else(|_| flat_images(dir))?;
+            data.samples.into_iter().map(|s| s.path).collect()
+        }
+        None => Vec::new(),
+    };
+    let opts = session_options(&a.model);
+    let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
+    let sha256 = pipeline.identity.sha256.clone();
+    if let Some(w) = random_weights_warning(&model) {
+        ctx.note(&w);
+    }
+    let (results, whole) = qcyn::bench::run(
+        &mut pipeline,
+        &images,
+        &limits,
+        threads(&a.model),
+        &ctx.reporter,
+    )
+    .context("benchmark failed")?;
+    let mut notes = Vec::new();
+    notes.extend(random_weights_warning(&model));
+    notes.push("`results`: backbone alone on prepared inputs; `pipeline`: read → decode → preprocess → backbone from files".into());
+    let report = qcyn::bench::BenchReport {
+        model: model.manifest.name.clone(),
+        sha256,
+        random_weights: model.manifest.random_weights,
+        provider: opts.device.provider_name().into(),
+        threads: opts.threads,
+        results,
+        pipeline: whole,
+        images: a.images.clone(),
+        notes,
+    };
+    if ctx.global.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "model {} ({}), sha256 {}, {} with {} threads",
+            report.model,
+            if report.random_weights {
+                "RANDOM weights: latency only"
+            } else {
+                "trained weights"
+            },
+            report.sha256,
+            report.provider,
+            report.threads,
+        );
+        let table = |title: &str, rows: &[qcyn::bench::BenchResult]| {
+            println!("{title}");
+            println!(
+                "  {:>5} {:>10} {:>10} {:>10} {:>6}",
+                "batch", "p50 ms", "p95 ms", "images/s", "runs"
+            );
+            for r in rows {
+                println!(
+                    "  {:>5} {:>10.2} {:>10.2} {:>10.1} {:>6}",
+                    r.batch, r.p50_ms, r.p95_ms, r.images_per_s, r.iterations
+                );
+            }
+        };
+        table("backbone alone:", &report.results);
+        if let Some(p) = &report.pipeline {
+            table("read → decode → preprocess → backbone:", p);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A folder of images without class sub-folders, for `bench --images`.
+// moves to the library
+fn flat_images(dir: &Path) -> Result<Dataset> {
+    let mut samples = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let p = e?.path();
+        if p.is_file() && dataset::has_image_extension(&p) {
+            samples.push(dataset::Sample { path: p, class: 0 });
+        }
+    }
+    samples.sort_by(|a, b| a.path.cmp(&b.path));
+    if samples.is_empty() {
+        anyhow::bail!("no images in {}", dir.display());
+    }
+    Ok(Dataset {
+        root: dir.to_path_buf(),
+        classes: vec!["images".into()],
+        samples,
+        skipped: vec![],
+    })
+}

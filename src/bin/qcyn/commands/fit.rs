@@ -1,0 +1,136 @@
+//! `qcyn fit`: train the head on cached features and write a bundle.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use linfa::ParamGuard;
+use qcyn::bundle::SplitSource;
+use qcyn::dataset;
+use qcyn::extract::ExtractOptions;
+use qcyn::head::{ClassWeight, SoftmaxParams};
+use qcyn::split::SplitManifest;
+use qcyn::train::{FitOptions, TrainingData};
+
+use super::split::split_spec;
+use super::{face_options, open_cache, print_json, threads, Ctx};
+use crate::args;
+use crate::outcome::LeftOut;
+
+pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
+    let model = ctx.model_or_default(a.model.model.as_deref())?;
+    if model.manifest.random_weights {
+        anyhow::bail!(qcyn::Error::config(
+            format!(
+                "model `{}` has random weights: its features carry no information to learn from",
+                model.manifest.name
+            ),
+            Some(
+                "use --model mobilenetv2 (or export the real weights, see the model's manifest)"
+                    .into()
+            )
+        ));
+    }
+    let mut params = SoftmaxParams::new()
+        .folds(a.folds)
+        .seed(a.rule.seed)
+        .class_weight(match a.class_weight {
+            args::ClassWeightArg::None => ClassWeight::None,
+            args::ClassWeightArg::Balanced => ClassWeight::Balanced,
+        });
+    if let Some(grid) = &a.l2 {
+        params = params.l2_grid(grid.clone());
+    }
+    let params = params.check().map_err(qcyn::Error::from)?;
+    if a.out.is_file() && a.out.extension().is_none_or(|e| e != "json") {
+        anyhow::bail!(qcyn::Error::bad_file(
+            &a.out,
+            "--out is an existing file, not a bundle folder",
+            Some("give a folder (it is created) or a path ending in .json".into())
+        ));
+    }
+    let data = training_data(&a)?;
+    let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
+    let cache = open_cache(&a.cache, &pipeline)?;
+    let opts = FitOptions {
+        params,
+        extract: ExtractOptions {
+            batch: a.batch,
+            workers: threads(&a.model),
+        },
+        false_reject_rate: a.false_reject_rate,
+        face: face_options(&a.model),
+    };
+    let (_, report) = qcyn::train::fit(
+        &mut pipeline,
+        cache.as_ref(),
+        &data,
+        &opts,
+        &a.out,
+        &ctx.reporter,
+    )?;
+
+    if ctx.global.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", qcyn::train::human(&report));
+    }
+    // The report's text lists what was left out.
+    let left_out = LeftOut {
+        skipped: &report.skipped,
+        no_face: &report.no_face,
+        ambiguous: &report.ambiguous,
+    };
+    Ok(left_out.exit_code())
+}
+
+/// The labelled images of `fit` and how they are split.
+// moves to the library
+fn training_data(a: &args::FitArgs) -> Result<TrainingData> {
+    if let Some(lists) = &a.data.lists {
+        let read = dataset::lists::read(lists, a.data.base.as_deref())?;
+        let base = read.dataset.root.clone();
+        return Ok(TrainingData {
+            dataset: read.dataset,
+            split: read.split,
+            source: SplitSource::Lists {
+                dir: lists.clone(),
+                base,
+            },
+        });
+    }
+    let dir = a
+        .data
+        .data
+        .as_ref()
+        .expect("clap requires DATA without --lists");
+    let dataset = dataset::scan(dir)?;
+    if let Some(file) = &a.split {
+        let manifest = SplitManifest::read(file)?;
+        let resolved = manifest.resolve(&dataset)?;
+        let mut dataset = dataset;
+        for &i in &resolved.unlisted {
+            dataset.skipped.push(dataset::Skipped {
+                path: dataset.samples[i].path.clone(),
+                reason: format!(
+                    "not in the split manifest {} (added after it was made); re-run `qcyn split` to use it",
+                    file.display()
+                ),
+            });
+        }
+        return Ok(TrainingData {
+            dataset,
+            split: resolved.split,
+            source: SplitSource::Manifest { path: file.clone() },
+        });
+    }
+    let spec = split_spec(&a.rule)?;
+    let split = qcyn::split::stratified(&dataset, &spec)?;
+    Ok(TrainingData {
+        dataset,
+        split,
+        source: SplitSource::Rule {
+            spec,
+            manifest: None,
+        },
+    })
+}

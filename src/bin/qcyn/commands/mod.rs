@@ -1,0 +1,201 @@
+//! The commands, one file each, and what they share: the settings context (registry and model
+//! lookup, the ONNX Runtime environment, pipelines, the feature cache), threads and JSON output.
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use qcyn::backbone::{Device, SessionOptions};
+use qcyn::bundle::Bundle;
+use qcyn::cache::FeatureCache;
+use qcyn::dataset::{self, Dataset};
+use qcyn::extract::Pipeline;
+use qcyn::models::{Model, Registry};
+use qcyn::progress::Reporter;
+
+use crate::args::{self, Cli, Command};
+use crate::reporter::Bars;
+
+mod bench;
+mod eval;
+mod extract;
+mod faces;
+mod fit;
+mod models;
+mod predict;
+mod split;
+
+/// Settings every command shares, resolved once.
+struct Ctx {
+    global: args::GlobalArgs,
+    reporter: Bars,
+}
+
+impl Ctx {
+    fn registry(&self) -> Result<Registry> {
+        let dir = self
+            .global
+            .models_dir
+            .clone()
+            .unwrap_or_else(qcyn::runtime::default_models_dir);
+        Ok(Registry::load(&dir)?)
+    }
+
+    /// The model asked for, or the default: Xception71 (the tutorial's) when its pretrained
+    /// weights are installed, else MobileNetV2.
+    fn model_or_default(&self, name: Option<&str>) -> Result<Model> {
+        let registry = self.registry()?;
+        match name {
+            Some(name) => Ok(registry.get(name)?),
+            None => Ok(registry.get(qcyn::models::default_model_name(&registry))?),
+        }
+    }
+
+    fn model(&self, name: &str) -> Result<Model> {
+        Ok(self.registry()?.get(name)?)
+    }
+
+    /// Loads ONNX Runtime and builds the process's environment (the binary's job, not the library's).
+    fn environment(&self) -> Result<ort::environment::Environment> {
+        let path = qcyn::runtime::locate_dylib(self.global.ort_dylib.as_deref())?;
+        let builder = ort::init_from(&path).map_err(|e| {
+            qcyn::Error::config(
+                format!("cannot load ONNX Runtime from {}: {e}", path.display()),
+                Some(
+                    "run scripts/setup to fetch onnxruntime 1.32.0, or pass --ort-dylib PATH"
+                        .into(),
+                ),
+            )
+        })?;
+        Ok(builder.with_name("qcyn").build()?)
+    }
+
+    /// The model's pipeline as the model options ask (threads, device, face options), with the
+    /// environment it runs in (kept alive beside it).
+    fn pipeline(
+        &self,
+        model: &Model,
+        args: &args::ModelArgs,
+    ) -> Result<(Pipeline, ort::environment::Environment)> {
+        let env = self.environment()?;
+        let pipeline = Pipeline::open_with(&env, model, session_options(args), face_options(args))?;
+        Ok((pipeline, env))
+    }
+
+    fn note(&self, text: &str) {
+        self.reporter.message(text);
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx {
+        reporter: Bars::new(cli.global.quiet),
+        global: cli.global,
+    };
+    match cli.command {
+        Command::Extract(a) => extract::run(&ctx, a),
+        Command::Models => models::run(&ctx),
+        Command::Bench(a) => bench::run(&ctx, a),
+        Command::Split(a) => split::run(&ctx, a),
+        Command::Fit(a) => fit::run(&ctx, a),
+        Command::Eval(a) => eval::run(&ctx, a),
+        Command::Predict(a) => predict::run(&ctx, a),
+        Command::Faces(a) => faces::run(&ctx, a),
+    }
+}
+
+/// Loads a bundle and the model it names, checked against each other.
+fn bundle_and_pipeline(
+    ctx: &Ctx,
+    bundle: &Path,
+    run: &args::RunArgs,
+) -> Result<(Bundle, Pipeline, ort::environment::Environment)> {
+    let bundle = Bundle::load(&qcyn::train::bundle_path(bundle))?;
+    let model = ctx.model(&bundle.model.name)?;
+    let env = ctx.environment()?;
+    let pipeline = Pipeline::open_with(
+        &env,
+        &model,
+        SessionOptions {
+            threads: resolve_threads(run.threads),
+            device: device(run.device),
+        },
+        bundle.face_options.unwrap_or_default(),
+    )?;
+    bundle.check_model(&model, &pipeline.identity.sha256)?;
+    Ok((bundle, pipeline, env))
+}
+
+/// Threads to use: the request, at most the number of cores (more only slows ONNX Runtime down),
+/// or all cores.
+fn resolve_threads(requested: Option<usize>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    requested.unwrap_or(cores).clamp(1, cores)
+}
+
+fn threads(model: &args::ModelArgs) -> usize {
+    resolve_threads(model.threads)
+}
+
+fn face_options(model: &args::ModelArgs) -> qcyn::face::FaceOptions {
+    qcyn::face::FaceOptions {
+        whole_image_fallback: model.no_face == args::NoFaceArg::Whole,
+        ..Default::default()
+    }
+}
+
+fn session_options(model: &args::ModelArgs) -> SessionOptions {
+    SessionOptions {
+        threads: threads(model),
+        device: device(model.device),
+    }
+}
+
+fn device(arg: args::DeviceArg) -> Device {
+    match arg {
+        args::DeviceArg::Cpu => Device::Cpu,
+        args::DeviceArg::Cuda => Device::Cuda,
+    }
+}
+
+/// Reads the labelled images named by the data arguments.
+fn load_data(data: &args::DataArgs) -> Result<Dataset> {
+    match (&data.data, &data.lists) {
+        (Some(dir), None) => Ok(dataset::scan(dir)?),
+        (None, Some(lists)) => Ok(dataset::lists::read(lists, data.base.as_deref())?.dataset),
+        _ => anyhow::bail!("give a dataset folder or --lists DIR"),
+    }
+}
+
+fn open_cache(cache: &args::CacheArgs, pipeline: &Pipeline) -> Result<Option<FeatureCache>> {
+    if cache.no_cache {
+        return Ok(None);
+    }
+    let root = cache
+        .cache
+        .clone()
+        .unwrap_or_else(qcyn::cache::default_root);
+    let id = &pipeline.identity;
+    Ok(Some(FeatureCache::open(
+        &root,
+        &id.model,
+        &id.sha256,
+        &id.preprocess_id,
+    )?))
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn random_weights_warning(model: &Model) -> Option<String> {
+    model.manifest.random_weights.then(|| {
+        format!(
+            "warning: model `{}` has RANDOM weights: figures are for latency only, its features carry no information",
+            model.manifest.name
+        )
+    })
+}
