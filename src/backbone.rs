@@ -59,6 +59,19 @@ impl Default for SessionOptions {
     }
 }
 
+/// Errors when this qcyn cannot run sessions on `device`. Pipelines call it when they are opened,
+/// so a device that cannot work is refused before any work, even when every feature is cached and
+/// no session would be opened.
+pub fn check_device(device: Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda => Err(Error::config(
+            "the CUDA execution provider is not available in this version of qcyn",
+            Some("use --device cpu".into()),
+        )),
+    }
+}
+
 /// Opens an ONNX Runtime session on `path` with clear errors for a missing or non-ONNX file.
 pub fn open_session(env: &Environment, path: &Path, opts: SessionOptions) -> Result<Session> {
     if !path.is_file() {
@@ -68,12 +81,7 @@ pub fn open_session(env: &Environment, path: &Path, opts: SessionOptions) -> Res
             Some("run scripts/setup to build the models, or check the manifest's `file`".into()),
         ));
     }
-    if opts.device == Device::Cuda {
-        return Err(Error::config(
-            "the CUDA execution provider is not available in this version of qcyn",
-            Some("use --device cpu".into()),
-        ));
-    }
+    check_device(opts.device)?;
     // ort's builder asks ONNX Runtime to pick devices by a "max efficiency" policy; qcyn chooses
     // the execution provider itself (`Device`), so it asks for plain CPU, as Python's
     // onnxruntime does with `providers=["CPUExecutionProvider"]`.

@@ -37,6 +37,7 @@ impl Pipeline {
         opts: SessionOptions,
         face: FaceOptions,
     ) -> Result<Pipeline> {
+        crate::backbone::check_device(opts.device)?;
         match model.manifest.kind() {
             ModelKind::Whole => crate::backbone::pipeline(env, model, opts),
             ModelKind::Face => crate::face::pipeline_with(env, model, opts, face),

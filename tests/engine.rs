@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use image::{Rgb, RgbImage};
 use qcyn::backbone::SessionOptions;
-use qcyn::pipeline::Pipeline;
 use qcyn::models::Model;
+use qcyn::pipeline::Pipeline;
 use qcyn::preprocess::decode_rgb;
 
 use crate::util::*;

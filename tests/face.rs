@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 
 use image::{imageops, GrayImage, Rgb, RgbImage};
 use qcyn::backbone::SessionOptions;
-use qcyn::features::{Embedding, FaceBox};
 use qcyn::face::align::{estimate_similarity, is_mirrored, rms_error, warp_bilinear, Similarity};
 use qcyn::face::detect::{decode_level, iou, nms, to_original, Letterbox, LevelOutput};
 use qcyn::face::embed::cosine;
 use qcyn::face::openset::{threshold_for_rate, Calibration, OpenSet};
-use qcyn::shuffle::stratified_folds;
 use qcyn::face::{
     choose_training_face, prominence, FaceChoice, FaceEngine, FaceModel, FaceOptions,
 };
+use qcyn::features::{Embedding, FaceBox};
 use qcyn::models::Model;
+use qcyn::shuffle::stratified_folds;
 
 /// The 112×112 template of models/face.toml.
 const TEMPLATE: [[f32; 2]; 5] = [

@@ -6,8 +6,8 @@ use linfa::prelude::*;
 use ndarray::{Array1, Array2};
 use qcyn::bundle::{Bundle, SplitSource, TrainingConfig};
 use qcyn::dataset::{self, Dataset, Sample};
-use qcyn::metrics;
 use qcyn::head::{self, ClassWeight, HeadError, SoftmaxParams};
+use qcyn::metrics;
 use qcyn::models::Model;
 use qcyn::split::manifest::SplitManifest;
 use qcyn::split::{self, lists, Split, SplitRule, SplitSpec};
@@ -927,7 +927,10 @@ fn manifests_that_mix_or_miss_their_kind_are_refused_by_name() {
         e.to_string()
     };
     let e = load("nofile.toml", &MANIFEST.replace("file = \"tiny.onnx\"", ""));
-    assert!(e.contains("needs `file`, [input], [preprocess] and [output]"), "{e}");
+    assert!(
+        e.contains("needs `file`, [input], [preprocess] and [output]"),
+        "{e}"
+    );
     let e = load(
         "mixed.toml",
         &format!("{MANIFEST}\n[detector]\nfile = \"d.onnx\"\nsha256 = \"a\"\ninput = \"i\"\nsize = 640\ncolour = \"bgr\"\nstrides = [8]\n"),

@@ -1,11 +1,10 @@
 //! `qcyn bench`: backbone latency and throughput, alone and from image files.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use qcyn::dataset::{self, Dataset};
+use qcyn::dataset;
 
 use super::{print_json, random_weights_warning, session_options, threads, Ctx};
 use crate::args;
@@ -20,7 +19,7 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
     };
     let images = match &a.images {
         Some(dir) => {
-            let data = dataset::scan(dir).or_else(|_| flat_images(dir))?;
+            let data = dataset::scan(dir).or_else(|_| dataset::flat(dir))?;
             data.samples.into_iter().map(|s| s.path).collect()
         }
         None => Vec::new(),
@@ -87,26 +86,4 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A folder of images without class sub-folders, for `bench --images`.
-// moves to the library
-fn flat_images(dir: &Path) -> Result<Dataset> {
-    let mut samples = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let p = e?.path();
-        if p.is_file() && dataset::has_image_extension(&p) {
-            samples.push(dataset::Sample { path: p, class: 0 });
-        }
-    }
-    samples.sort_by(|a, b| a.path.cmp(&b.path));
-    if samples.is_empty() {
-        anyhow::bail!("no images in {}", dir.display());
-    }
-    Ok(Dataset {
-        root: dir.to_path_buf(),
-        classes: vec!["images".into()],
-        samples,
-        skipped: vec![],
-    })
 }

@@ -14,7 +14,7 @@ pub(super) fn run(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
     let (bundle, mut pipeline, _env) = bundle_and_pipeline(ctx, &a.bundle, &a.run)?;
     let cache = open_cache(&a.run.cache, &pipeline)?;
     let workers = resolve_threads(a.run.threads);
-    let report = qcyn::train::evaluate_bundle(
+    let report = qcyn::eval::evaluate_bundle(
         &mut pipeline,
         cache.as_ref(),
         &bundle,

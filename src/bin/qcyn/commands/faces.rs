@@ -11,7 +11,7 @@ use crate::outcome;
 
 pub(super) fn run(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
     let model = ctx.model(&a.model)?;
-    if model.manifest.kind != qcyn::models::ModelKind::Face {
+    if model.manifest.kind() != qcyn::models::ModelKind::Face {
         anyhow::bail!(qcyn::Error::config(
             format!(
                 "`qcyn faces` needs a face model, and `{}` is a whole-image model",

@@ -4,12 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use linfa::ParamGuard;
-use qcyn::bundle::SplitSource;
 use qcyn::dataset;
 use qcyn::extract::ExtractOptions;
+use qcyn::fit::{FitOptions, TrainingData};
 use qcyn::head::{ClassWeight, SoftmaxParams};
-use qcyn::split::SplitManifest;
-use qcyn::train::{FitOptions, TrainingData};
 
 use super::split::split_spec;
 use super::{face_options, open_cache, print_json, threads, Ctx};
@@ -60,7 +58,7 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         false_reject_rate: a.false_reject_rate,
         face: face_options(&a.model),
     };
-    let (_, report) = qcyn::train::fit(
+    let (_, report) = qcyn::fit::fit(
         &mut pipeline,
         cache.as_ref(),
         &data,
@@ -72,7 +70,7 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
     if ctx.global.json {
         print_json(&report)?;
     } else {
-        print!("{}", qcyn::train::human(&report));
+        print!("{}", qcyn::fit::human(&report));
     }
     // The report's text lists what was left out.
     let left_out = LeftOut {
@@ -83,20 +81,11 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
     Ok(left_out.exit_code())
 }
 
-/// The labelled images of `fit` and how they are split.
-// moves to the library
+/// The labelled images of `fit` and how they are split: list files, a scanned folder split by a
+/// manifest, or by rule.
 fn training_data(a: &args::FitArgs) -> Result<TrainingData> {
     if let Some(lists) = &a.data.lists {
-        let read = dataset::lists::read(lists, a.data.base.as_deref())?;
-        let base = read.dataset.root.clone();
-        return Ok(TrainingData {
-            dataset: read.dataset,
-            split: read.split,
-            source: SplitSource::Lists {
-                dir: lists.clone(),
-                base,
-            },
-        });
+        return Ok(TrainingData::from_lists(lists, a.data.base.as_deref())?);
     }
     let dir = a
         .data
@@ -104,33 +93,8 @@ fn training_data(a: &args::FitArgs) -> Result<TrainingData> {
         .as_ref()
         .expect("clap requires DATA without --lists");
     let dataset = dataset::scan(dir)?;
-    if let Some(file) = &a.split {
-        let manifest = SplitManifest::read(file)?;
-        let resolved = manifest.resolve(&dataset)?;
-        let mut dataset = dataset;
-        for &i in &resolved.unlisted {
-            dataset.skipped.push(dataset::Skipped {
-                path: dataset.samples[i].path.clone(),
-                reason: format!(
-                    "not in the split manifest {} (added after it was made); re-run `qcyn split` to use it",
-                    file.display()
-                ),
-            });
-        }
-        return Ok(TrainingData {
-            dataset,
-            split: resolved.split,
-            source: SplitSource::Manifest { path: file.clone() },
-        });
-    }
-    let spec = split_spec(&a.rule)?;
-    let split = qcyn::split::stratified(&dataset, &spec)?;
-    Ok(TrainingData {
-        dataset,
-        split,
-        source: SplitSource::Rule {
-            spec,
-            manifest: None,
-        },
+    Ok(match &a.split {
+        Some(file) => TrainingData::from_manifest(dataset, file)?,
+        None => TrainingData::from_rule(dataset, split_spec(&a.rule)?)?,
     })
 }

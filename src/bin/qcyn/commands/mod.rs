@@ -8,8 +8,8 @@ use qcyn::backbone::{Device, SessionOptions};
 use qcyn::bundle::Bundle;
 use qcyn::cache::FeatureCache;
 use qcyn::dataset::{self, Dataset};
-use qcyn::extract::Pipeline;
 use qcyn::models::{Model, Registry};
+use qcyn::pipeline::Pipeline;
 use qcyn::progress::Reporter;
 
 use crate::args::{self, Cli, Command};
@@ -109,7 +109,7 @@ fn bundle_and_pipeline(
     bundle: &Path,
     run: &args::RunArgs,
 ) -> Result<(Bundle, Pipeline, ort::environment::Environment)> {
-    let bundle = Bundle::load(&qcyn::train::bundle_path(bundle))?;
+    let bundle = Bundle::load(&qcyn::bundle::bundle_path(bundle))?;
     let model = ctx.model(&bundle.model.name)?;
     let env = ctx.environment()?;
     let pipeline = Pipeline::open_with(
@@ -161,7 +161,7 @@ fn device(arg: args::DeviceArg) -> Device {
 fn load_data(data: &args::DataArgs) -> Result<Dataset> {
     match (&data.data, &data.lists) {
         (Some(dir), None) => Ok(dataset::scan(dir)?),
-        (None, Some(lists)) => Ok(dataset::lists::read(lists, data.base.as_deref())?.dataset),
+        (None, Some(lists)) => Ok(qcyn::split::lists::read(lists, data.base.as_deref())?.dataset),
         _ => anyhow::bail!("give a dataset folder or --lists DIR"),
     }
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use qcyn::extract::ExtractOptions;
+use qcyn::predict::Probabilities;
 
 use super::{bundle_and_pipeline, open_cache, print_json, resolve_threads, Ctx};
 use crate::args;
@@ -57,8 +58,7 @@ pub(super) fn run(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
                 row.push(
                     p.probabilities
                         .get(c)
-                        .and_then(|v| v.as_f64())
-                        .map(|v| format!("{v:.6}"))
+                        .map(|v| format!("{:.6}", f64::from(v)))
                         .unwrap_or_default(),
                 );
             }
@@ -67,10 +67,10 @@ pub(super) fn run(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
         }
         w.flush()?;
     } else {
-        let show = |probs: &serde_json::Map<String, serde_json::Value>| {
+        let show = |probs: &Probabilities| {
             probs
                 .iter()
-                .map(|(c, p)| format!("{c} {:.3}", p.as_f64().unwrap_or(0.0)))
+                .map(|(c, p)| format!("{c} {:.3}", f64::from(p)))
                 .collect::<Vec<_>>()
                 .join(", ")
         };

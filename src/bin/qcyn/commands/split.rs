@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use qcyn::dataset;
-use qcyn::split::{SplitManifest, SplitRule, SplitSpec};
+use qcyn::split::manifest::SplitManifest;
+use qcyn::split::{SplitRule, SplitSpec};
 use serde_json::json;
 
 use super::{load_data, print_json, Ctx};
@@ -17,7 +17,7 @@ pub(super) fn run(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
     let manifest = SplitManifest::new(&data, &split, Some(&spec))?;
     manifest.write(&a.out)?;
     if let Some(dir) = &a.write_lists {
-        dataset::lists::write(dir, &data, &split)?;
+        qcyn::split::lists::write(dir, &data, &split)?;
     }
     let counts = split.class_counts(&data);
     if ctx.global.json {
