@@ -291,8 +291,9 @@ struct WholeRunner {
     buf: Vec<f32>,
 }
 
-impl Run for WholeRunner {
-    fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>> {
+impl WholeRunner {
+    /// The session, opened (and the file checked) on first use.
+    fn backbone(&mut self) -> Result<&mut WholeImageBackbone> {
         if self.backbone.is_none() {
             self.backbone = Some(WholeImageBackbone::open(
                 &self.env,
@@ -301,6 +302,13 @@ impl Run for WholeRunner {
                 true,
             )?);
         }
+        Ok(self.backbone.as_mut().expect("opened above"))
+    }
+}
+
+impl Run for WholeRunner {
+    fn run(&mut self, batch: Vec<Prepared>) -> Result<Vec<Vec<Embedding>>> {
+        self.backbone()?;
         let backbone = self.backbone.as_mut().expect("opened above");
         let n = batch.len();
         let mut tensors = batch.into_iter().map(|p| match p {
@@ -335,21 +343,7 @@ impl Run for WholeRunner {
     }
 
     fn run_tensor(&mut self, batch: &[f32], n: usize) -> Option<Result<()>> {
-        Some((|| {
-            if self.backbone.is_none() {
-                self.backbone = Some(WholeImageBackbone::open(
-                    &self.env,
-                    &self.model,
-                    self.opts,
-                    true,
-                )?);
-            }
-            self.backbone
-                .as_mut()
-                .expect("opened above")
-                .run(batch, n)
-                .map(|_| ())
-        })())
+        Some(self.backbone().and_then(|b| b.run(batch, n)).map(|_| ()))
     }
 }
 

@@ -542,8 +542,8 @@ impl lbfgs::Objective for GramLine<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::params::SoftmaxParams;
     use super::*;
-    use crate::head::params::SoftmaxParams;
     use linfa::ParamGuard;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
