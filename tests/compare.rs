@@ -366,3 +366,89 @@ fn compare_refuses_bad_input_with_the_fix() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("at least 2"), "{err}");
 }
+
+fn fit(dir: &Dir, data: &str, out: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "fit",
+        data,
+        "--model",
+        "tiny",
+        "--out",
+        out,
+        "--threads",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let (json, code, err) = q(dir, &args);
+    assert_eq!(code, 0, "{err}\n{json}");
+    json
+}
+
+#[test]
+fn fit_compares_class_weights_only_when_classes_are_imbalanced() {
+    let dir = Dir::new();
+    // Training counts 6 and 4 (2 of each validated): a ratio of exactly 1.5 is not imbalanced.
+    colours(&dir, "even", &[("red", RED, 8), ("green", GREEN, 6)], 0);
+    let json = fit(&dir, "even", "b1", &["--val-per-class", "2"]);
+    assert!(json.get("class_weight_comparison").is_none(), "{json}");
+
+    // 10 vs 2: imbalanced; both weightings are fitted and scored on the same validation images.
+    colours(&dir, "uneven", &[("red", RED, 12), ("green", GREEN, 4)], 0);
+    let json = fit(&dir, "uneven", "b2", &["--val-per-class", "2"]);
+    let c = &json["class_weight_comparison"];
+    assert_eq!(c["largest"]["class"], "red", "{json}");
+    assert_eq!(c["largest"]["count"], 10);
+    assert_eq!(c["smallest"]["class"], "green");
+    assert_eq!(c["imbalance"], 5.0);
+    assert_eq!(c["used"], "none");
+    assert!(c["default"] == "none" || c["default"] == "balanced", "{c}");
+    for w in ["none", "balanced"] {
+        assert_eq!(c[w]["accuracy"], 1.0, "{c}");
+        assert!(c[w]["macro_f1"].is_number() && c[w]["chosen_l2"].is_number());
+    }
+    assert_eq!(
+        c["none"]["accuracy"], json["accuracy"],
+        "the fit's own scores"
+    );
+    let json = fit(
+        &dir,
+        "uneven",
+        "b3",
+        &["--val-per-class", "2", "--class-weight", "balanced"],
+    );
+    assert_eq!(json["class_weight_comparison"]["used"], "balanced");
+    assert_eq!(
+        json["class_weight_comparison"]["balanced"]["accuracy"],
+        json["accuracy"]
+    );
+    let text = std::fs::read_to_string(dir.path("b3/report.txt")).unwrap();
+    assert!(
+        text.contains("classes are imbalanced (5.0×") && text.contains("(used)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_validation_report_has_calibration() {
+    let dir = Dir::new();
+    colours(&dir, "data", &[("red", RED, 6), ("green", GREEN, 6)], 0);
+    let json = fit(&dir, "data", "b", &["--val-per-class", "2"]);
+    let cal = &json["validation"]["calibration"];
+    let ece = f(&cal["ece"]);
+    assert!((0.0..=1.0).contains(&ece), "{cal}");
+    let bins = cal["all"]["reliability"].as_array().unwrap();
+    assert_eq!(bins.len(), 10);
+    let counted: u64 = bins.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 4, "every validation image is in one bin");
+    assert_eq!(cal["per_class"].as_array().unwrap().len(), 2);
+    assert_eq!(cal["per_class"][0]["class"], "green");
+    // ECE is |accuracy − confidence| weighted by bin; with every image right, it is 1 − mean
+    // confidence.
+    assert_eq!(json["accuracy"], 1.0);
+    assert!(
+        (ece - (1.0 - f(&cal["all"]["mean_confidence"]))).abs() < 1e-9,
+        "{cal}"
+    );
+    let text = std::fs::read_to_string(dir.path("b/report.txt")).unwrap();
+    assert!(text.contains("expected calibration error"), "{text}");
+}
