@@ -68,10 +68,10 @@ impl KnnHead {
         let kmax = *ks.last().expect("not empty");
         let sims = head.train.dot(&head.train.t());
         let mut correct = vec![0usize; ks.len()];
-        for i in 0..n {
+        for (i, &label) in y.iter().enumerate() {
             let order = nearest(sims.row(i).iter().copied(), Some(i), kmax);
             for (j, &k) in ks.iter().enumerate() {
-                if head.vote(&order[..k]) == y[i] {
+                if head.vote(&order[..k]) == label {
                     correct[j] += 1;
                 }
             }
