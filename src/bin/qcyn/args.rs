@@ -51,6 +51,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Compare backbones, heads and class weights over repeated random splits: mean accuracy and
     /// macro-F1 with a 95% interval per recipe, and the recommended recipe.
+    ///
+    /// With --lists, the images and labels come from the list files, and their split is not used:
+    /// compare makes its own R splits. An image that cannot be decoded is listed and scored as a
+    /// wrong prediction whenever it is validated on.
     Compare(CompareArgs),
     /// Label images (files, folders or globs) with a bundle, with every class's probability.
     Predict(PredictArgs),
