@@ -452,3 +452,26 @@ fn the_validation_report_has_calibration() {
     let text = std::fs::read_to_string(dir.path("b/report.txt")).unwrap();
     assert!(text.contains("expected calibration error"), "{text}");
 }
+
+#[test]
+fn compare_honours_device() {
+    let dir = Dir::new();
+    colours(&dir, "data", &[("red", RED, 6), ("green", GREEN, 6)], 0);
+    let (code, err) = run(
+        &dir,
+        &[
+            "compare",
+            "data",
+            "--models",
+            "tiny",
+            "--no-cache",
+            "--device",
+            "cuda",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("CUDA") && err.contains("--device cpu"),
+        "{err}"
+    );
+}

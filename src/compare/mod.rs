@@ -792,3 +792,83 @@ pub fn human(r: &CompareReport) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, head: HeadKind, w: Weighting, acc: &[f64]) -> Row {
+        Row {
+            model: model.into(),
+            head,
+            class_weight: w,
+            accuracy_mean: stats::mean_sd(acc).0,
+            accuracy_ci95: stats::interval(acc, 0.25),
+            accuracy_sd: stats::mean_sd(acc).1,
+            macro_f1_mean: 0.0,
+            macro_f1_ci95: [0.0, 0.0],
+            n_repeats: acc.len(),
+            accuracy_per_repeat: acc.to_vec(),
+            macro_f1_per_repeat: vec![0.0; acc.len()],
+            chosen: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_simplest_recipe_within_noise_of_the_best_is_recommended() {
+        let best = row(
+            "m",
+            HeadKind::Softmax,
+            Weighting::None,
+            &[0.95, 0.96, 0.94, 0.95],
+        );
+        // Behind on average, but ahead on one repeat: within noise, and simpler.
+        let close = row(
+            "m",
+            HeadKind::Centroid,
+            Weighting::NotApplicable,
+            &[0.94, 0.97, 0.92, 0.95],
+        );
+        // Always far behind: not within noise.
+        let far = row(
+            "m",
+            HeadKind::Centroid,
+            Weighting::NotApplicable,
+            &[0.80, 0.82, 0.79, 0.81],
+        );
+        let knn = row(
+            "m",
+            HeadKind::Knn,
+            Weighting::Balanced,
+            &[0.95, 0.96, 0.93, 0.95],
+        );
+        let r = recommend(
+            &[best.clone(), close.clone(), knn.clone()],
+            &[1, 1, 1],
+            0.25,
+        );
+        assert_eq!(
+            (r.head, r.class_weight),
+            (HeadKind::Centroid, Weighting::NotApplicable)
+        );
+        assert!(r.why.contains("within noise"), "{}", r.why);
+        let r = recommend(&[best.clone(), far.clone()], &[1, 1], 0.25);
+        assert_eq!(r.head, HeadKind::Softmax);
+        assert!(r.why.contains("none of the 1 simpler"), "{}", r.why);
+        // knn beats far centroid: among tied recipes knn is the simplest.
+        let r = recommend(&[best.clone(), far, knn], &[1, 1, 1], 0.25);
+        assert_eq!(
+            (r.head, r.class_weight),
+            (HeadKind::Knn, Weighting::Balanced)
+        );
+        // Equal recipes on two models: the smaller model file.
+        let big = row(
+            "big",
+            HeadKind::Softmax,
+            Weighting::None,
+            &best.accuracy_per_repeat,
+        );
+        let r = recommend(&[big, best], &[10, 5], 0.25);
+        assert_eq!(r.model, "m");
+    }
+}
