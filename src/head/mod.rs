@@ -27,7 +27,7 @@
 //!
 //! Two simpler heads, for `qcyn compare` to measure the softmax head against: [`centroid`]
 //! (nearest class centroid, cosine) and [`knn`] (k-nearest neighbours, cosine); they share only
-//! [`params`]' errors and class weights.
+//! the errors and class weights of `params`.
 use linfa::dataset::{AsSingleTargets, DatasetBase};
 use linfa::traits::{Fit, PredictInplace};
 use ndarray::linalg::general_mat_mul;
