@@ -16,7 +16,7 @@ use crate::extract::{extract, ExtractOptions};
 use crate::face::openset::{Calibration, OpenSet, OpenSetEvaluation};
 use crate::face::{choose_training_face, FaceChoice};
 use crate::features::Embedding;
-use crate::head::{CvReport, SoftmaxValidParams};
+use crate::head::{ClassWeight, CvReport, SoftmaxValidParams};
 use crate::metrics::Report;
 use crate::models::ModelKind;
 use crate::pipeline::Pipeline;
@@ -140,12 +140,62 @@ pub struct FitReport {
     pub ambiguous: Vec<Skipped>,
     /// Face models: the open-set ("unknown") threshold and how it does on validation faces.
     pub open_set: Option<OpenSetSummary>,
+    /// When the training classes are imbalanced (largest / smallest count above
+    /// [`IMBALANCE_RATIO`]) and there are validation images: class weights none vs balanced,
+    /// both fitted on the same split. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_weight_comparison: Option<ClassWeightComparison>,
     /// Seconds spent extracting features.
     pub extract_seconds: f64,
     /// Seconds spent fitting the head (cross-validation included).
     pub fit_seconds: f64,
     /// Where the bundle was written.
     pub bundle: PathBuf,
+}
+
+/// Training classes whose largest / smallest count is above this are imbalanced: the fit report
+/// then compares class weights none and balanced.
+pub const IMBALANCE_RATIO: f64 = 1.5;
+
+/// A class and its number of training images.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassCount {
+    /// Class name.
+    pub class: String,
+    /// Training images (or faces).
+    pub count: usize,
+}
+
+/// Validation scores of one class weighting.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeightingScores {
+    /// Validation accuracy.
+    pub accuracy: f64,
+    /// Validation macro-F1.
+    pub macro_f1: f64,
+    /// The lowest recall of any class.
+    pub lowest_recall: f64,
+    /// The L2 strength cross-validation chose with this weighting.
+    pub chosen_l2: f32,
+}
+
+/// Class weights none vs balanced on the same split (see [`FitReport::class_weight_comparison`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassWeightComparison {
+    /// Largest / smallest training count.
+    pub imbalance: f64,
+    /// The largest class.
+    pub largest: ClassCount,
+    /// The smallest class.
+    pub smallest: ClassCount,
+    /// Every image counts once.
+    pub none: WeightingScores,
+    /// Every class weighs the same in total.
+    pub balanced: WeightingScores,
+    /// The weighting this fit used (and wrote into the bundle).
+    pub used: ClassWeight,
+    /// qcyn's default weighting (`--class-weight`).
+    pub default: ClassWeight,
 }
 
 /// The open-set threshold of a face bundle, and how it does on validation faces.
@@ -314,6 +364,61 @@ pub fn fit(
         Some(crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?)
     };
 
+    // Imbalanced classes: the other weighting, fitted on the same split, for comparison.
+    let (largest, smallest) = (
+        (0..counts.len()).max_by_key(|&c| (counts[c], std::cmp::Reverse(c))),
+        (0..counts.len()).min_by_key(|&c| counts[c]),
+    );
+    let class_weight_comparison = match (&validation, largest, smallest) {
+        (Some(v), Some(big), Some(small))
+            if counts[big] as f64 > IMBALANCE_RATIO * counts[small] as f64 =>
+        {
+            let used = opts.params.class_weight();
+            let other = match used {
+                ClassWeight::None => ClassWeight::Balanced,
+                ClassWeight::Balanced => ClassWeight::None,
+            };
+            reporter.message(&format!(
+                "classes are imbalanced ({} to {}): fitting with class weights {} too, for comparison",
+                counts[big],
+                counts[small],
+                serde_json::to_value(other).expect("serialisable").as_str().unwrap_or("")
+            ));
+            let refit = crate::head::fit(
+                to_matrix(&train_x).view(),
+                &train_y,
+                &opts.params.with_class_weight(other),
+            )?;
+            let proba = refit.head.predict_proba(to_matrix(&val_x).view());
+            let o = crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?;
+            let scores = |r: &Report, l2: f32| WeightingScores {
+                accuracy: r.accuracy,
+                macro_f1: r.macro_f1,
+                lowest_recall: r.bias.lowest_recall.as_ref().map_or(0.0, |c| c.recall),
+                chosen_l2: l2,
+            };
+            let (mine, theirs) = (scores(v, fitted.head.l2), scores(&o, refit.head.l2));
+            let (none, balanced) = match used {
+                ClassWeight::None => (mine, theirs),
+                ClassWeight::Balanced => (theirs, mine),
+            };
+            let named = |c: usize| ClassCount {
+                class: ds.classes[c].clone(),
+                count: counts[c],
+            };
+            Some(ClassWeightComparison {
+                imbalance: counts[big] as f64 / counts[small].max(1) as f64,
+                largest: named(big),
+                smallest: named(small),
+                none,
+                balanced,
+                used,
+                default: ClassWeight::default(),
+            })
+        }
+        _ => None,
+    };
+
     let mut open_set = None;
     let mut summary = None;
     if kind == ModelKind::Face {
@@ -389,6 +494,7 @@ pub fn fit(
         no_face,
         ambiguous,
         open_set: summary,
+        class_weight_comparison,
         extract_seconds: extracted.report.seconds,
         fit_seconds,
         bundle: file.clone(),
@@ -462,6 +568,33 @@ pub fn human(r: &FitReport) -> String {
         }
         None => {
             let _ = writeln!(s, "no validation images: accuracy is not measured");
+        }
+    }
+    if let Some(c) = &r.class_weight_comparison {
+        let name = |w: ClassWeight| match w {
+            ClassWeight::None => "none",
+            ClassWeight::Balanced => "balanced",
+        };
+        let _ = writeln!(
+            s,
+            "classes are imbalanced ({:.1}×: `{}` {} vs `{}` {} training images); on the same split:",
+            c.imbalance, c.largest.class, c.largest.count, c.smallest.class, c.smallest.count
+        );
+        for (w, x) in [
+            (ClassWeight::None, &c.none),
+            (ClassWeight::Balanced, &c.balanced),
+        ] {
+            let _ =
+                writeln!(
+                s,
+                "  class weights {:<8}  accuracy {:.3}  macro-F1 {:.3}  lowest recall {:.3}{}{}",
+                name(w),
+                x.accuracy,
+                x.macro_f1,
+                x.lowest_recall,
+                if w == c.used { "  (used)" } else { "" },
+                if w == c.default { "  (the default)" } else { "" }
+            );
         }
     }
     if let Some(o) = &r.open_set {

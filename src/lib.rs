@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! dataset (scan) ─▶ split ─▶ preprocess ─▶ pipeline ─▶ backbone | face ─▶ cache ─▶ extract
-//!   ─▶ head ─▶ metrics ─▶ bundle ─▶ fit | eval ─▶ predict;   bench measures preprocess ─▶ backbone
+//!   ─▶ head ─▶ metrics ─▶ bundle ─▶ fit | eval ─▶ compare | predict;
+//!   bench measures preprocess ─▶ backbone
 //! ```
 //!
 //! - [`dataset`]: folder-per-class scan, path rules; [`split`]: the seeded split, its manifest and
@@ -19,7 +20,8 @@
 //!   cache, decoding overlapped with inference.
 //! - [`head`]: the softmax head and its cross-validation; [`metrics`]: accuracy, F1, confusion.
 //! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
-//!   `qcyn eval` workflows; [`predict`]: labels and probabilities; [`bench`]: latency.
+//!   `qcyn eval` workflows; [`compare`]: backbones × heads × class weights over repeated
+//!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`]: latency.
 //! - Shared by all: [`error`], [`atomic`], [`progress`], [`runtime`].
 //!
 //! The library never configures ONNX Runtime's global environment: the binary does, and passes the
@@ -32,6 +34,7 @@ pub mod backbone;
 pub mod bench;
 pub mod bundle;
 pub mod cache;
+pub mod compare;
 pub mod dataset;
 pub mod error;
 pub mod eval;

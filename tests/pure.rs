@@ -836,6 +836,7 @@ fn evaluate_hand_computed_example() {
         [
             "accuracy",
             "bias",
+            "calibration",
             "classes",
             "confusion",
             "log_loss",

@@ -24,6 +24,10 @@
 //! any work, and [`linfa::traits::Fit`] fits it on a `DatasetBase<Array2<f32>, Array1<usize>>`.
 //! The fitted [`SoftmaxHead`] implements [`linfa::traits::Predict`] (class indices) and
 //! [`SoftmaxHead::predict_proba`].
+//!
+//! Two simpler heads, for `qcyn compare` to measure the softmax head against: [`centroid`]
+//! (nearest class centroid, cosine) and [`knn`] (k-nearest neighbours, cosine); they share only
+//! the errors and class weights of `params`.
 use linfa::dataset::{AsSingleTargets, DatasetBase};
 use linfa::traits::{Fit, PredictInplace};
 use ndarray::linalg::general_mat_mul;
@@ -33,7 +37,9 @@ use serde::{Deserialize, Serialize};
 // The data flows one way: `params` (hyperparameters, errors) and `lbfgs` (the solver, which
 // knows nothing of heads) feed `objective` (the objective and the fits), which `cv` (choosing the
 // strength) uses; this module ties them together.
+pub mod centroid;
 mod cv;
+pub mod knn;
 mod lbfgs;
 mod objective;
 mod params;

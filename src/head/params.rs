@@ -143,6 +143,14 @@ impl SoftmaxValidParams {
     pub fn tol(&self) -> f32 {
         self.tol
     }
+    /// The same hyperparameters with another class weighting (still valid: weighting is not
+    /// checked).
+    pub fn with_class_weight(&self, class_weight: ClassWeight) -> SoftmaxValidParams {
+        SoftmaxValidParams {
+            class_weight,
+            ..self.clone()
+        }
+    }
 }
 
 /// Hyperparameters of the softmax head (unchecked builder; a [`linfa::ParamGuard`]).

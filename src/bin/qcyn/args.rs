@@ -49,6 +49,13 @@ pub enum Command {
     Fit(FitArgs),
     /// Score a bundle on labelled images it was not trained on.
     Eval(EvalArgs),
+    /// Compare backbones, heads and class weights over repeated random splits: mean accuracy and
+    /// macro-F1 with a 95% interval per recipe, and the recommended recipe.
+    ///
+    /// With --lists, the images and labels come from the list files, and their split is not used:
+    /// compare makes its own R splits. An image that cannot be decoded is listed and scored as a
+    /// wrong prediction whenever it is validated on.
+    Compare(CompareArgs),
     /// Label images (files, folders or globs) with a bundle, with every class's probability.
     Predict(PredictArgs),
     /// Write the aligned face crops and a contact sheet per class: what face mode sees.
@@ -129,6 +136,60 @@ pub struct FitArgs {
     /// Face models: share of known faces the `unknown` threshold may reject.
     #[arg(long, default_value_t = 0.01, value_name = "RATE", value_parser = rate)]
     pub false_reject_rate: f32,
+    /// Images per backbone run.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
+    pub batch: usize,
+}
+
+/// A head `compare` can fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeadArg {
+    /// The softmax head (L2 strength by cross-validation on the training part).
+    Softmax,
+    /// Nearest class centroid, cosine.
+    Centroid,
+    /// k-nearest neighbours, cosine (k by leave-one-out on the training part).
+    Knn,
+}
+
+/// `qcyn compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Backbones to compare, comma-separated [default: every installed model with pretrained
+    /// weights, except face models].
+    #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+    pub models: Option<Vec<String>>,
+    /// Heads to compare, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "softmax,centroid,knn",
+        value_name = "H,H,..."
+    )]
+    pub heads: Vec<HeadArg>,
+    /// Number of repeated splits (seeds S, S+1, …); at least 2, for an interval.
+    #[arg(long, default_value_t = 5, value_name = "R", value_parser = repeats)]
+    pub repeats: usize,
+    /// Hold out N images of every class for validation in each repeat.
+    #[arg(long, value_name = "N", conflicts_with = "val_fraction", value_parser = at_least_one)]
+    pub val_per_class: Option<usize>,
+    /// Hold out this fraction of every class in each repeat [default: 0.2 when no rule is given].
+    #[arg(long, value_name = "F", value_parser = fraction)]
+    pub val_fraction: Option<f64>,
+    /// Seed of the first repeat.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
     /// Images per backbone run.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
@@ -325,6 +386,14 @@ fn batch(s: &str) -> Result<usize, String> {
     match number::<usize>(s)? {
         n @ 1..=1024 => Ok(n),
         _ => Err("must be between 1 and 1024 (32 is a good choice on a CPU)".into()),
+    }
+}
+
+/// Repeats of `compare`: at least 2.
+fn repeats(s: &str) -> Result<usize, String> {
+    match number::<usize>(s)? {
+        n @ 2.. => Ok(n),
+        _ => Err("must be at least 2: an interval needs two repeats (5 is the default)".into()),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::args::{self, Cli, Command};
 use crate::reporter::Bars;
 
 mod bench;
+mod compare;
 mod eval;
 mod extract;
 mod faces;
@@ -98,6 +99,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Split(a) => split::run(&ctx, a),
         Command::Fit(a) => fit::run(&ctx, a),
         Command::Eval(a) => eval::run(&ctx, a),
+        Command::Compare(a) => compare::run(&ctx, a),
         Command::Predict(a) => predict::run(&ctx, a),
         Command::Faces(a) => faces::run(&ctx, a),
     }

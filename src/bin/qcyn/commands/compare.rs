@@ -1,0 +1,151 @@
+//! `qcyn compare`: backbones × heads × class weights over repeated random splits.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use qcyn::compare::{CompareOptions, HeadKind, ModelFeatures, SplitMethod};
+use qcyn::extract::ExtractOptions;
+use qcyn::models::{Model, ModelKind, Registry};
+use qcyn::pipeline::Pipeline;
+use qcyn::split::SplitRule;
+
+use super::{device, load_data, open_cache, print_json, resolve_threads, Ctx};
+use crate::args;
+use crate::outcome::exit_code;
+
+pub(super) fn run(ctx: &Ctx, a: args::CompareArgs) -> Result<ExitCode> {
+    let registry = ctx.registry()?;
+    let models = choose_models(&registry, a.models.as_deref())?;
+    let rule = match (a.val_per_class, a.val_fraction) {
+        (Some(n), _) => SplitRule::ValPerClass { n },
+        (None, Some(f)) => SplitRule::ValFraction { f },
+        (None, None) => SplitRule::ValFraction { f: 0.2 },
+    };
+    let opts = CompareOptions {
+        heads: a
+            .heads
+            .iter()
+            .map(|h| match h {
+                args::HeadArg::Softmax => HeadKind::Softmax,
+                args::HeadArg::Centroid => HeadKind::Centroid,
+                args::HeadArg::Knn => HeadKind::Knn,
+            })
+            .collect(),
+        repeats: a.repeats,
+        rule,
+        seed: a.seed,
+        folds: 5,
+    };
+    let dataset = load_data(&a.data)?;
+    // Grouped (leak-proof) splitting plugs in here, as another SplitMethod.
+    let method = SplitMethod::stratified();
+    // Every split is checked before any backbone runs.
+    let splits = qcyn::compare::splits(&dataset, &opts, method)?;
+
+    let threads = resolve_threads(a.threads);
+    let env = ctx.environment()?;
+    let session = qcyn::backbone::SessionOptions {
+        threads,
+        device: device(a.device),
+    };
+    let mut features: Vec<ModelFeatures> = Vec::with_capacity(models.len());
+    for model in &models {
+        ctx.note(&format!(
+            "features of {} images from {}",
+            dataset.samples.len(),
+            model.manifest.name
+        ));
+        let mut pipeline = Pipeline::open(&env, model, session)?;
+        let cache = open_cache(&a.cache, &pipeline)?;
+        features.push(qcyn::compare::features(
+            &mut pipeline,
+            cache.as_ref(),
+            &dataset,
+            ExtractOptions {
+                batch: a.batch,
+                workers: threads,
+            },
+            &ctx.reporter,
+        )?);
+    }
+    ctx.note("fitting and scoring every recipe on every repeat");
+    let report = qcyn::compare::compare(&dataset, &features, &splits, &opts, method)?;
+    if ctx.global.json {
+        print_json(&report)?;
+    } else {
+        print!("{}", qcyn::compare::human(&report));
+    }
+    let left_out: usize = report
+        .models
+        .iter()
+        .map(|m| m.left_out.len())
+        .sum::<usize>()
+        + report.skipped.len();
+    Ok(exit_code(left_out))
+}
+
+/// The models named (each must be installed and have pretrained weights), or by default every
+/// installed model with pretrained weights that is not a face model.
+fn choose_models(registry: &Registry, names: Option<&[String]>) -> Result<Vec<Model>> {
+    let installed = |m: &Model| m.files().iter().all(|(p, _)| p.is_file());
+    let Some(names) = names else {
+        let chosen: Vec<Model> = registry
+            .models
+            .iter()
+            .filter(|m| {
+                !m.manifest.random_weights && m.manifest.kind() == ModelKind::Whole && installed(m)
+            })
+            .cloned()
+            .collect();
+        if chosen.is_empty() {
+            anyhow::bail!(qcyn::Error::config(
+                format!(
+                    "no installed model with pretrained weights in {}",
+                    registry.dir.display()
+                ),
+                Some(format!(
+                    "run {} to build them, or name models with --models",
+                    qcyn::runtime::project_dir().join("scripts/setup").display()
+                ))
+            ));
+        }
+        return Ok(chosen);
+    };
+    let mut chosen: Vec<Model> = Vec::new();
+    for name in names {
+        let model = registry.get(name)?;
+        if chosen
+            .iter()
+            .any(|m| m.manifest.name == model.manifest.name)
+        {
+            continue;
+        }
+        if model.manifest.random_weights {
+            anyhow::bail!(qcyn::Error::config(
+                format!(
+                    "model `{}` has random weights: its features carry no information to compare",
+                    model.manifest.name
+                ),
+                Some(
+                    "leave it out of --models (or export the real weights, see its manifest)"
+                        .into()
+                )
+            ));
+        }
+        if let Some((missing, _)) = model.files().into_iter().find(|(p, _)| !p.is_file()) {
+            anyhow::bail!(qcyn::Error::config(
+                format!(
+                    "model `{}` is not installed: {} is missing",
+                    model.manifest.name,
+                    missing.display()
+                ),
+                Some(format!(
+                    "run {} to build it, or leave it out of --models (`qcyn models` shows what is installed)",
+                    qcyn::runtime::project_dir().join("scripts/setup").display()
+                ))
+            ));
+        }
+        chosen.push(model);
+    }
+    Ok(chosen)
+}
