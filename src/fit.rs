@@ -33,6 +33,13 @@ pub struct TrainingData {
     pub split: Split,
     /// Where the split came from.
     pub source: SplitSource,
+    /// The near-duplicate groups (of 2 or more, sample indices) the split keeps on one side;
+    /// `None` when the split was made without grouping.
+    pub groups: Option<Vec<Vec<usize>>>,
+    /// The groups spanning classes (likely labelling errors), kept in training.
+    pub cross_class: Vec<Vec<usize>>,
+    /// Where grouping changed a held-out count, for people.
+    pub split_notes: Vec<String>,
 }
 
 impl TrainingData {
@@ -48,6 +55,9 @@ impl TrainingData {
                 dir: dir.to_path_buf(),
                 base,
             },
+            groups: None,
+            cross_class: Vec::new(),
+            split_notes: Vec::new(),
         })
     }
 
@@ -65,16 +75,20 @@ impl TrainingData {
                 ),
             });
         }
+        let groups = manifest.group_indices(&dataset);
         Ok(TrainingData {
             dataset,
             split: resolved.split,
             source: SplitSource::Manifest {
                 path: file.to_path_buf(),
             },
+            groups,
+            cross_class: Vec::new(),
+            split_notes: Vec::new(),
         })
     }
 
-    /// A scanned dataset split by rule and seed.
+    /// A scanned dataset split by rule and seed, without grouping (`--no-group`).
     pub fn from_rule(dataset: Dataset, spec: SplitSpec) -> Result<TrainingData> {
         let split = crate::split::stratified(&dataset, &spec)?;
         Ok(TrainingData {
@@ -84,6 +98,30 @@ impl TrainingData {
                 spec,
                 manifest: None,
             },
+            groups: None,
+            cross_class: Vec::new(),
+            split_notes: Vec::new(),
+        })
+    }
+
+    /// A scanned dataset split by rule and seed, every near-duplicate group (of `groups`, sample
+    /// indices, e.g. [`crate::dups::Dups::groups`]) kept on one side: [`crate::split::grouped`].
+    pub fn from_rule_grouped(
+        dataset: Dataset,
+        spec: SplitSpec,
+        groups: &[Vec<usize>],
+    ) -> Result<TrainingData> {
+        let g = crate::split::grouped(&dataset, &spec, groups)?;
+        Ok(TrainingData {
+            dataset,
+            split: g.split,
+            source: SplitSource::Rule {
+                spec,
+                manifest: None,
+            },
+            groups: Some(g.groups),
+            cross_class: g.cross_class,
+            split_notes: g.notes,
         })
     }
 }
@@ -151,6 +189,14 @@ pub struct FitReport {
     pub fit_seconds: f64,
     /// Where the bundle was written.
     pub bundle: PathBuf,
+    /// Whether the split kept near-duplicates together.
+    pub grouping: bool,
+    /// Near-duplicate groups (of 2 or more) the split kept on one side.
+    pub groups_kept_together: usize,
+    /// Groups spanning classes: likely labelling errors, kept in training.
+    pub cross_class: Vec<Vec<PathBuf>>,
+    /// Where grouping changed a held-out count.
+    pub split_notes: Vec<String>,
 }
 
 /// Training classes whose largest / smallest count is above this are imbalanced: the fit report
@@ -498,6 +544,14 @@ pub fn fit(
         extract_seconds: extracted.report.seconds,
         fit_seconds,
         bundle: file.clone(),
+        grouping: data.groups.is_some(),
+        groups_kept_together: data.groups.as_ref().map_or(0, Vec::len),
+        cross_class: data
+            .cross_class
+            .iter()
+            .map(|g| g.iter().map(|&i| ds.samples[i].path.clone()).collect())
+            .collect(),
+        split_notes: data.split_notes.clone(),
     };
 
     // The bundle goes last, so a failure before it leaves no bundle that lacks its reports.
@@ -528,6 +582,10 @@ pub fn fit(
             _ => None,
         },
     )?;
+    let manifest = match &data.groups {
+        Some(groups) => manifest.with_groups(ds, groups)?,
+        None => manifest,
+    };
     manifest.write(&dir.join(format!("{stem}split.json")))?;
     bundle.write(&file)?;
     Ok((bundle, report))
@@ -550,6 +608,24 @@ pub fn human(r: &FitReport) -> String {
             String::new()
         }
     );
+    if r.grouping {
+        let _ = writeln!(
+            s,
+            "split: {} group(s) of near-duplicates kept on one side",
+            r.groups_kept_together
+        );
+    }
+    for note in &r.split_notes {
+        let _ = writeln!(s, "note: {note}");
+    }
+    for g in &r.cross_class {
+        let paths: Vec<String> = g.iter().map(|p| p.display().to_string()).collect();
+        let _ = writeln!(
+            s,
+            "likely label error, near-duplicates across classes: {}",
+            paths.join(", ")
+        );
+    }
     if let Some(cv) = &r.cv {
         let _ = writeln!(
             s,

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! dataset (scan) ─▶ split ─▶ preprocess ─▶ pipeline ─▶ backbone | face ─▶ cache ─▶ extract
-//!   ─▶ head ─▶ metrics ─▶ bundle ─▶ fit | eval ─▶ compare | predict;
+//!   ─▶ dups ─▶ head ─▶ metrics ─▶ bundle ─▶ fit | eval ─▶ compare | predict;
 //!   bench measures preprocess ─▶ backbone
 //! ```
 //!
@@ -17,7 +17,8 @@
 //!   [`pipeline`]: the Prepare/Run halves of every extractor and its cache identity.
 //! - [`backbone`]: ONNX Runtime sessions and whole-image models; [`face`]: detect → align → embed.
 //! - [`cache`]: features on disk; [`extract`]: opens a pipeline by kind and runs it through the
-//!   cache, decoding overlapped with inference.
+//!   cache, decoding overlapped with inference; [`dups`]: near-duplicate groups (content,
+//!   perceptual hash, cached features), which a grouped split keeps on one side.
 //! - [`head`]: the softmax head and its cross-validation; [`metrics`]: accuracy, F1, confusion.
 //! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
 //!   `qcyn eval` workflows; [`compare`]: backbones × heads × class weights over repeated
@@ -36,6 +37,7 @@ pub mod bundle;
 pub mod cache;
 pub mod compare;
 pub mod dataset;
+pub mod dups;
 pub mod error;
 pub mod eval;
 pub mod extract;

@@ -443,6 +443,10 @@ pub struct OutputSpec {
     /// Optional ImageNet logits output.
     #[serde(default)]
     pub logits: Option<String>,
+    /// Feature cosine at or above which two images are near-duplicates (measured per model by
+    /// `benches/dups.sh`); without it, `qcyn dups` and grouped splits do not use features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near_duplicate_cosine: Option<f32>,
 }
 
 /// A manifest together with where it was found.

@@ -4,9 +4,9 @@
 //! - [`features`] runs one backbone over every image of the dataset through the cache (so the
 //!   backbone runs once per image and model, ever), giving one vector per image or the reason it
 //!   has none.
-//! - [`splits`] makes the `R` splits (seeds `S`, `S+1`, …, `S+R−1`) with a [`SplitMethod`]: the
-//!   seam where another way of splitting (e.g. keeping near-duplicate groups on one side) plugs in.
-//!   Today's method is [`SplitMethod::stratified`].
+//! - [`splits`] makes the `R` splits (seeds `S`, `S+1`, …, `S+R−1`) with a [`SplitMethod`]:
+//!   `qcyn compare` uses [`crate::split::grouped`] with the near-duplicate groups of
+//!   [`crate::dups`] (leak-proof, the default), or [`SplitMethod::stratified`] with `--no-group`.
 //! - [`compare`] fits every recipe (model × head × class weighting) on every split's training part
 //!   and scores it on that split's validation part, then aggregates ([`stats`]) and recommends
 //!   (`recommend.rs`).
@@ -220,8 +220,8 @@ impl std::fmt::Debug for SplitMethod<'_> {
 }
 
 impl SplitMethod<'static> {
-    /// [`crate::split::stratified`]: per class, seeded, on paths. It does not know about
-    /// near-duplicates: a grouped method should replace it here.
+    /// [`crate::split::stratified`]: per class, seeded, on paths, without looking for
+    /// near-duplicates (`--no-group`).
     pub fn stratified() -> Self {
         SplitMethod {
             name: "stratified",

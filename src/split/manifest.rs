@@ -43,6 +43,11 @@ pub struct SplitManifest {
     /// Test images.
     #[serde(default)]
     pub test: Vec<ManifestEntry>,
+    /// The near-duplicate groups (of 2 or more, relative paths) the split kept together; `None`
+    /// when it was made without grouping (`--no-group`, list files, or a manifest written before
+    /// grouping existed: this field is optional, so the format version stays 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Vec<String>>>,
 }
 
 /// A manifest matched against a scanned dataset.
@@ -83,7 +88,23 @@ impl SplitManifest {
             train: entries(&split.train)?,
             val: entries(&split.val)?,
             test: entries(&split.test)?,
+            groups: None,
         })
+    }
+
+    /// Records the near-duplicate groups (indices into `dataset`'s samples) the split kept
+    /// together.
+    pub fn with_groups(mut self, dataset: &Dataset, groups: &[Vec<usize>]) -> Result<Self> {
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            let paths = g
+                .iter()
+                .map(|&i| relative_path(&dataset.root, &dataset.sample(i)?.path))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(paths);
+        }
+        self.groups = Some(out);
+        Ok(self)
     }
 
     /// Writes the manifest as pretty JSON, atomically (a temporary file in the same folder, then
@@ -214,6 +235,24 @@ impl SplitManifest {
         }
         let unlisted = (0..dataset.samples.len()).filter(|&i| !listed[i]).collect();
         Ok(Resolved { split, unlisted })
+    }
+
+    /// The recorded groups as indices into `dataset`'s samples (paths no longer in the dataset are
+    /// left out); `None` when the split was made without grouping.
+    pub fn group_indices(&self, dataset: &Dataset) -> Option<Vec<Vec<usize>>> {
+        let groups = self.groups.as_ref()?;
+        let index: std::collections::HashMap<String, usize> = dataset
+            .samples
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((relative_path(&dataset.root, &s.path).ok()?, i)))
+            .collect();
+        Some(
+            groups
+                .iter()
+                .map(|g| g.iter().filter_map(|p| index.get(p).copied()).collect())
+                .collect(),
+        )
     }
 
     /// Builds the dataset the manifest describes, rooted at `root`, without scanning (the files

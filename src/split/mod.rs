@@ -1,7 +1,8 @@
 //! Split: a seeded, stratified split of a [`Dataset`]'s samples into train, validation and test
 //! parts, made on paths before anything is decoded.
 //!
-//! - this file: the rule ([`SplitSpec`]), the split itself ([`Split`], [`stratified`]);
+//! - this file: the rule ([`SplitSpec`]), the split itself ([`Split`], [`stratified`]), and the
+//!   split that keeps near-duplicates together ([`grouped`], groups found by `crate::dups`);
 //! - [`manifest`]: the split written down as JSON, and matched back against a scanned dataset;
 //! - [`lists`]: the tutorial's PaddleHub list files, read as a dataset with its split, or written.
 //!
@@ -106,6 +107,44 @@ impl Split {
 /// Errors name every class that is too small for the request, with its count and the minimum it
 /// needs; a class with a single image cannot be both trained on and validated.
 pub fn stratified(dataset: &Dataset, spec: &SplitSpec) -> Result<Split> {
+    grouped(dataset, spec, &[]).map(|g| g.split)
+}
+
+/// A split that keeps groups of near-duplicates together, and what keeping them together changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupedSplit {
+    /// The split: every group lies entirely in one part.
+    pub split: Split,
+    /// The groups of 2 or more (indices into [`Dataset::samples`]), each kept on one side.
+    pub groups: Vec<Vec<usize>>,
+    /// The groups whose images are in more than one class: likely labelling errors. They are
+    /// kept in training, never held out (a held-out image with a doubtful label measures nothing).
+    pub cross_class: Vec<Vec<usize>>,
+    /// Where a group made a class's held-out count differ from the rule's, for people.
+    pub notes: Vec<String>,
+}
+
+impl GroupedSplit {
+    /// Number of groups of 2 or more kept on one side of the split.
+    pub fn kept_together(&self) -> usize {
+        self.groups.len()
+    }
+}
+
+/// Like [`stratified`], but every group of `groups` (near-duplicates: indices into
+/// [`Dataset::samples`]; a sample in no group is a group of one) lands in one part.
+///
+/// Each class is split on its own as [`stratified`] does, with groups in place of images: its
+/// groups, ordered by their first image's path, are shuffled by the class's stream and dealt test
+/// first, then validation, then training. A part takes each group in turn that still fits its
+/// count, so the count stays exact whenever the class's smaller groups allow; when they do not,
+/// the nearest count is taken and a note says so. When every group is a single image, the result
+/// is exactly [`stratified`]'s.
+///
+/// A group spanning classes goes to training. A class whose images form fewer distinct groups
+/// than its parts need (e.g. one class that is a single group of copies) is refused, naming it
+/// and the fix, like a class with too few images.
+pub fn grouped(dataset: &Dataset, spec: &SplitSpec, groups: &[Vec<usize>]) -> Result<GroupedSplit> {
     match spec.rule {
         SplitRule::ValPerClass { n: 0 } => {
             return Err(Error::config(
@@ -140,8 +179,10 @@ pub fn stratified(dataset: &Dataset, spec: &SplitSpec) -> Result<Split> {
         };
         list.push(i);
     }
+    let units = Units::new(dataset, groups)?;
 
     let mut problems = Vec::new();
+    let mut group_problems = Vec::new();
     let mut plan = Vec::with_capacity(by_class.len());
     for (c, members) in by_class.iter().enumerate() {
         let name = &dataset.classes[c];
@@ -194,34 +235,215 @@ pub fn stratified(dataset: &Dataset, spec: &SplitSpec) -> Result<Split> {
                 ((f * m as f64).round() as usize).clamp(1, rest - 1)
             }
         };
-        plan.push((c, val));
+        let class_units = units.of_class(dataset, members);
+        let need = 2 + usize::from(test > 0);
+        if class_units.len() < need {
+            let crossing = members.iter().filter(|&&i| units.crosses(i)).count();
+            group_problems.push(if class_units.len() == 1 && crossing == 0 {
+                format!(
+                    "class `{name}`: all its {m} images are near-duplicates of one another (one group), \
+                     so none can be held out without a copy of it in training"
+                )
+            } else if class_units.is_empty() {
+                format!(
+                    "class `{name}`: all its {m} images are near-duplicates of images in other classes \
+                     (likely labelling errors, kept in training), so none can be held out"
+                )
+            } else {
+                format!(
+                    "class `{name}` has {m} images but only {} distinct ones once near-duplicates are \
+                     counted once{}; holding out {} needs at least {need}",
+                    class_units.len(),
+                    if crossing > 0 {
+                        format!(" ({crossing} more are copies of images in other classes)")
+                    } else {
+                        String::new()
+                    },
+                    if test > 0 { "test and validation images" } else { "validation images" }
+                )
+            });
+            continue;
+        }
+        plan.push((c, val, class_units));
     }
-    if !problems.is_empty() {
-        let hint = match spec.rule {
-            SplitRule::ValPerClass { .. } => {
-                "add images to the classes named, lower --val-per-class, or use --val-fraction"
-            }
-            SplitRule::ValFraction { .. } => {
-                "add images to the classes named, or leave the class out"
-            }
-        };
-        return Err(Error::config(problems.join("; "), Some(hint.into())));
+    if !problems.is_empty() || !group_problems.is_empty() {
+        let mut hints = Vec::new();
+        if !problems.is_empty() {
+            hints.push(match spec.rule {
+                SplitRule::ValPerClass { .. } => {
+                    "add images to the classes named, lower --val-per-class, or use --val-fraction"
+                }
+                SplitRule::ValFraction { .. } => {
+                    "add images to the classes named, or leave the class out"
+                }
+            });
+        }
+        if !group_problems.is_empty() {
+            hints.push(
+                "add distinct photos to the classes named (see `qcyn dups`), or pass --no-group to split \
+                 anyway, knowing that held-out copies of training images make accuracy look better than it is",
+            );
+        }
+        problems.extend(group_problems);
+        return Err(Error::config(problems.join("; "), Some(hints.join("; "))));
     }
 
-    let mut split = Split::default();
-    for (c, val) in plan {
-        let mut members = by_class[c].clone();
-        members.sort_by(|&a, &b| dataset.samples[a].path.cmp(&dataset.samples[b].path));
+    let mut out = GroupedSplit {
+        groups: units.groups.clone(),
+        cross_class: units.cross_class(),
+        ..GroupedSplit::default()
+    };
+    for (c, val, mut class_units) in plan {
         crate::shuffle::shuffle(
-            &mut members,
+            &mut class_units,
             &mut crate::shuffle::class_rng(spec.seed, &dataset.classes[c]),
         );
-        split.test.extend_from_slice(&members[..test]);
-        split.val.extend_from_slice(&members[test..test + val]);
-        split.train.extend_from_slice(&members[test + val..]);
+        let name = &dataset.classes[c];
+        for (part, quota, reserve, into) in [
+            ("test", test, 2, &mut out.split.test),
+            ("validation", val, 1, &mut out.split.val),
+        ] {
+            let got = deal(&mut class_units, quota, reserve, into);
+            if got != quota {
+                out.notes.push(format!(
+                    "class `{name}`: {got} images held out for {part} instead of {quota}, to keep near-duplicates together"
+                ));
+            }
+        }
+        for u in class_units {
+            out.split.train.extend(u);
+        }
     }
-    split.train.sort_unstable();
-    split.val.sort_unstable();
-    split.test.sort_unstable();
-    Ok(split)
+    for g in &out.cross_class {
+        out.split.train.extend_from_slice(g);
+    }
+    if !out.cross_class.is_empty() {
+        out.notes.push(format!(
+            "{} group(s) of near-duplicates span classes (likely labelling errors, see `qcyn dups`): kept in training, never held out",
+            out.cross_class.len()
+        ));
+    }
+    out.split.train.sort_unstable();
+    out.split.val.sort_unstable();
+    out.split.test.sort_unstable();
+    Ok(out)
+}
+
+/// Moves groups from the front of `units` into `into` while they fit `quota` images, leaving at
+/// least `reserve` groups for the later parts; when the fitting ones fall short, the smallest
+/// remaining group is added too if that comes nearer to the quota (always, if nothing was taken).
+/// Returns the number of images taken.
+fn deal(units: &mut Vec<Vec<usize>>, quota: usize, reserve: usize, into: &mut Vec<usize>) -> usize {
+    if quota == 0 {
+        return 0;
+    }
+    let total = units.len();
+    let (mut got, mut taken) = (0usize, 0usize);
+    let mut rest = Vec::with_capacity(total);
+    for u in units.drain(..) {
+        if got + u.len() <= quota && total - taken > reserve {
+            got += u.len();
+            taken += 1;
+            into.extend_from_slice(&u);
+        } else {
+            rest.push(u);
+        }
+    }
+    if got < quota && total - taken > reserve {
+        let k = (0..rest.len())
+            .min_by_key(|&k| rest[k].len())
+            .expect("more groups than the reserve");
+        let over = got + rest[k].len() - quota;
+        if got == 0 || over < quota - got {
+            got += rest[k].len();
+            into.extend(rest.remove(k));
+        }
+    }
+    *units = rest;
+    got
+}
+
+/// The groups of a grouped split, checked, with each sample's group.
+struct Units {
+    groups: Vec<Vec<usize>>,
+    group_of: Vec<Option<usize>>,
+    crosses: Vec<bool>,
+}
+
+impl Units {
+    fn new(dataset: &Dataset, groups: &[Vec<usize>]) -> Result<Units> {
+        let n = dataset.samples.len();
+        let mut group_of = vec![None; n];
+        let mut kept = Vec::new();
+        for g in groups.iter().filter(|g| g.len() > 1) {
+            let mut g = g.clone();
+            g.sort_unstable();
+            for &i in &g {
+                let slot = group_of.get_mut(i).ok_or_else(|| {
+                    Error::config(
+                        format!("a near-duplicate group names sample {i} of {n}"),
+                        None,
+                    )
+                })?;
+                if slot.is_some() {
+                    return Err(Error::config(
+                        format!(
+                            "{} is in two near-duplicate groups",
+                            dataset.samples[i].path.display()
+                        ),
+                        None,
+                    ));
+                }
+                *slot = Some(kept.len());
+            }
+            kept.push(g);
+        }
+        let crosses = kept
+            .iter()
+            .map(|g| {
+                let c = dataset.samples[g[0]].class;
+                g.iter().any(|&i| dataset.samples[i].class != c)
+            })
+            .collect();
+        Ok(Units {
+            groups: kept,
+            group_of,
+            crosses,
+        })
+    }
+
+    fn crosses(&self, i: usize) -> bool {
+        self.group_of[i].is_some_and(|g| self.crosses[g])
+    }
+
+    fn cross_class(&self) -> Vec<Vec<usize>> {
+        self.groups
+            .iter()
+            .zip(&self.crosses)
+            .filter(|(_, &x)| x)
+            .map(|(g, _)| g.clone())
+            .collect()
+    }
+
+    /// The class's groups (images in no group are groups of one), ordered by their first image's
+    /// path; groups spanning classes are left out.
+    fn of_class(&self, dataset: &Dataset, members: &[usize]) -> Vec<Vec<usize>> {
+        let mut sorted = members.to_vec();
+        sorted.sort_by(|&a, &b| dataset.samples[a].path.cmp(&dataset.samples[b].path));
+        let mut seen = vec![false; self.groups.len()];
+        let mut out = Vec::new();
+        for i in sorted {
+            match self.group_of[i] {
+                None => out.push(vec![i]),
+                Some(g) if self.crosses[g] => {}
+                Some(g) => {
+                    if !seen[g] {
+                        seen[g] = true;
+                        out.push(self.groups[g].clone());
+                    }
+                }
+            }
+        }
+        out
+    }
 }

@@ -42,8 +42,12 @@ pub enum Command {
     Extract(ExtractArgs),
     /// List the known backbones.
     Models,
-    /// Split a dataset into training and validation (and test) parts, stratified and seeded.
+    /// Split a dataset into training and validation (and test) parts, stratified and seeded,
+    /// keeping near-duplicate images on one side (this reads every image: see `qcyn dups`).
     Split(SplitArgs),
+    /// Find near-duplicate images (copies, re-encodings, resizes, crops, flips) in a dataset;
+    /// groups that span two classes are likely labelling errors.
+    Dups(DupsArgs),
     /// Train the classifier head on cached features, pick its regularisation by cross-validation,
     /// score it on the validation images and write a bundle.
     Fit(FitArgs),
@@ -81,13 +85,36 @@ pub struct SplitRuleArgs {
     pub seed: u64,
 }
 
+/// Whether a split keeps near-duplicates together (shared by `split` and `fit`).
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    /// Split image by image, without looking for near-duplicates: copies of one photo may then
+    /// land in training and validation, which makes accuracy look better than it is. By default
+    /// every group of near-duplicates (as `qcyn dups` finds them: same content, perceptual hash,
+    /// and the model's cached features) stays on one side, which means reading every image and
+    /// extracting its features through the cache (--model chooses the backbone).
+    #[arg(long)]
+    pub no_group: bool,
+}
+
 /// `qcyn split`.
+///
+/// By default the split keeps near-duplicates on one side, so it reads every image and extracts
+/// its features through the cache with the default model (--model to choose; the next `extract`
+/// or `fit` with that model then costs nothing). --no-group splits on paths alone, reading no
+/// image.
 #[derive(Debug, Args)]
 pub struct SplitArgs {
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
     pub rule: SplitRuleArgs,
+    #[command(flatten)]
+    pub group: GroupArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Where to write the split manifest (JSON).
     #[arg(long, default_value = "split.json", value_name = "FILE")]
     pub out: PathBuf,
@@ -139,6 +166,33 @@ pub struct FitArgs {
     /// Images per backbone run.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
+    #[command(flatten)]
+    pub group: GroupArgs,
+}
+
+/// `qcyn dups`.
+///
+/// Two images are near-duplicates when their files are identical (sha256), when their perceptual
+/// hashes (DCT, flip-aware) are within --max-hash-distance, or when their backbone features
+/// (through the cache: no extra backbone run) reach the model's measured cosine.
+#[derive(Debug, Args)]
+pub struct DupsArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Largest perceptual-hash distance (of 63 bits) between near-duplicates [default: 10].
+    #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(0..=63))]
+    pub max_hash_distance: Option<u32>,
+    /// Smallest feature cosine between near-duplicates [default: the model's measured value;
+    /// features are not used for models without one].
+    #[arg(long, value_name = "C", value_parser = cosine)]
+    pub min_cosine: Option<f32>,
+    /// Images per backbone run.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
+    pub batch: usize,
 }
 
 /// A head `compare` can fit.
@@ -157,6 +211,10 @@ pub enum HeadArg {
 pub struct CompareArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// Near-duplicates stay on one side of every split (found with the first whole-image model
+    /// compared); --no-group splits image by image.
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// Backbones to compare, comma-separated [default: every installed model with pretrained
     /// weights, except face models].
     #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
@@ -422,6 +480,16 @@ fn rate(s: &str) -> Result<f32, String> {
         Ok(r)
     } else {
         Err("must be at least 0 and below 1, e.g. 0.01 for 1%".into())
+    }
+}
+
+/// A cosine similarity in (0, 1].
+fn cosine(s: &str) -> Result<f32, String> {
+    let c = number::<f32>(s)?;
+    if c > 0.0 && c <= 1.0 {
+        Ok(c)
+    } else {
+        Err("must be above 0 and at most 1, e.g. 0.95".into())
     }
 }
 

@@ -9,7 +9,7 @@ use qcyn::models::{Model, ModelKind, Registry};
 use qcyn::pipeline::Pipeline;
 use qcyn::split::SplitRule;
 
-use super::{device, load_data, open_cache, print_json, resolve_threads, Ctx};
+use super::{device, find_dups, load_data, open_cache, print_json, resolve_threads, Ctx};
 use crate::args;
 use crate::outcome::exit_code;
 
@@ -37,17 +37,43 @@ pub(super) fn run(ctx: &Ctx, a: args::CompareArgs) -> Result<ExitCode> {
         folds: 5,
     };
     let dataset = load_data(&a.data)?;
-    // Grouped (leak-proof) splitting plugs in here, as another SplitMethod.
-    let method = SplitMethod::stratified();
-    // Every split is checked before any backbone runs.
-    let splits = qcyn::compare::splits(&dataset, &opts, method)?;
-
     let threads = resolve_threads(a.threads);
     let env = ctx.environment()?;
     let session = qcyn::backbone::SessionOptions {
         threads,
         device: device(a.device),
     };
+    // Leak-proof by default: near-duplicate groups (found with the first whole-image model, whose
+    // features are cached for the comparison below) stay on one side of every split.
+    let groups = match models
+        .iter()
+        .find(|m| m.manifest.kind() == ModelKind::Whole)
+    {
+        Some(model) if !a.group.no_group => {
+            let mut pipeline = Pipeline::open(&env, model, session)?;
+            let cache = open_cache(&a.cache, &pipeline)?;
+            let extract = ExtractOptions {
+                batch: a.batch,
+                workers: threads,
+            };
+            let opts = qcyn::dups::DupsOptions::for_model(model);
+            find_dups(ctx, &mut pipeline, cache.as_ref(), &dataset, &opts, extract)?.groups
+        }
+        _ => Vec::new(),
+    };
+    let grouped_split = |d: &qcyn::dataset::Dataset, s: &qcyn::split::SplitSpec| {
+        qcyn::split::grouped(d, s, &groups).map(|g| g.split)
+    };
+    let method = if a.group.no_group {
+        SplitMethod::stratified()
+    } else {
+        SplitMethod {
+            name: "grouped",
+            split: &grouped_split,
+        }
+    };
+    // Every split is checked before the compared backbones run.
+    let splits = qcyn::compare::splits(&dataset, &opts, method)?;
     let mut features: Vec<ModelFeatures> = Vec::with_capacity(models.len());
     for model in &models {
         ctx.note(&format!(

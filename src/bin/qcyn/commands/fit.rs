@@ -4,13 +4,15 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use linfa::ParamGuard;
+use qcyn::cache::FeatureCache;
 use qcyn::dataset;
+use qcyn::dups::DupsOptions;
 use qcyn::extract::ExtractOptions;
 use qcyn::fit::{FitOptions, TrainingData};
 use qcyn::head::{ClassWeight, SoftmaxParams};
 
 use super::split::split_spec;
-use super::{face_options, open_cache, print_json, threads, Ctx};
+use super::{face_options, find_dups, open_cache, print_json, threads, Ctx};
 use crate::args;
 use crate::outcome::LeftOut;
 
@@ -46,19 +48,48 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
             Some("give a folder (it is created) or a path ending in .json".into())
         ));
     }
-    let data = training_data(&a)?;
     let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
-    let cache = open_cache(&a.cache, &pipeline)?;
+    let extract = ExtractOptions {
+        batch: a.batch,
+        workers: threads(&a.model),
+    };
+    let grouping = !a.group.no_group && a.data.lists.is_none() && a.split.is_none();
+    // Grouping extracts every image before the split; without the user's cache, a temporary one
+    // keeps fit from running the backbone a second time on the same images.
+    let temporary = (grouping && a.cache.no_cache)
+        .then(tempfile::tempdir)
+        .transpose()?;
+    let cache = match &temporary {
+        Some(dir) => {
+            let id = &pipeline.identity;
+            Some(FeatureCache::open(
+                dir.path(),
+                &id.model,
+                &id.sha256,
+                &id.preprocess_id,
+            )?)
+        }
+        None => open_cache(&a.cache, &pipeline)?,
+    };
+    let (data, grouping_runs) = if grouping {
+        let dataset = dataset::scan(data_dir(&a))?;
+        let opts = DupsOptions::for_model(&model);
+        let dups = find_dups(ctx, &mut pipeline, cache.as_ref(), &dataset, &opts, extract)?;
+        let spec = split_spec(&a.rule)?;
+        (
+            TrainingData::from_rule_grouped(dataset, spec, &dups.groups)?,
+            dups.backbone_runs,
+        )
+    } else {
+        (training_data(&a)?, 0)
+    };
     let opts = FitOptions {
         params,
-        extract: ExtractOptions {
-            batch: a.batch,
-            workers: threads(&a.model),
-        },
+        extract,
         false_reject_rate: a.false_reject_rate,
         face: face_options(&a.model),
     };
-    let (_, report) = qcyn::fit::fit(
+    let (_, mut report) = qcyn::fit::fit(
         &mut pipeline,
         cache.as_ref(),
         &data,
@@ -66,6 +97,7 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         &a.out,
         &ctx.reporter,
     )?;
+    report.backbone_runs += grouping_runs;
 
     if ctx.global.json {
         print_json(&report)?;
@@ -87,14 +119,16 @@ fn training_data(a: &args::FitArgs) -> Result<TrainingData> {
     if let Some(lists) = &a.data.lists {
         return Ok(TrainingData::from_lists(lists, a.data.base.as_deref())?);
     }
-    let dir = a
-        .data
-        .data
-        .as_ref()
-        .expect("clap requires DATA without --lists");
-    let dataset = dataset::scan(dir)?;
+    let dataset = dataset::scan(data_dir(a))?;
     Ok(match &a.split {
         Some(file) => TrainingData::from_manifest(dataset, file)?,
         None => TrainingData::from_rule(dataset, split_spec(&a.rule)?)?,
     })
+}
+
+fn data_dir(a: &args::FitArgs) -> &std::path::Path {
+    a.data
+        .data
+        .as_deref()
+        .expect("clap requires DATA without --lists")
 }

@@ -17,6 +17,7 @@ use crate::reporter::Bars;
 
 mod bench;
 mod compare;
+mod dups;
 mod eval;
 mod extract;
 mod faces;
@@ -97,6 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models => models::run(&ctx),
         Command::Bench(a) => bench::run(&ctx, a),
         Command::Split(a) => split::run(&ctx, a),
+        Command::Dups(a) => dups::run(&ctx, a),
         Command::Fit(a) => fit::run(&ctx, a),
         Command::Eval(a) => eval::run(&ctx, a),
         Command::Compare(a) => compare::run(&ctx, a),
@@ -183,6 +185,38 @@ fn open_cache(cache: &args::CacheArgs, pipeline: &Pipeline) -> Result<Option<Fea
         &id.sha256,
         &id.preprocess_id,
     )?))
+}
+
+/// The near-duplicates of `data` with `pipeline`'s model (its measured cosine, when it has one),
+/// features through `cache`.
+fn find_dups(
+    ctx: &Ctx,
+    pipeline: &mut Pipeline,
+    cache: Option<&FeatureCache>,
+    data: &Dataset,
+    opts: &qcyn::dups::DupsOptions,
+    extract: qcyn::extract::ExtractOptions,
+) -> Result<qcyn::dups::Dups> {
+    let dups = qcyn::dups::find(pipeline, cache, data, opts, extract, &ctx.reporter)?;
+    if dups.backbone_runs > 0 {
+        ctx.note(&format!(
+            "near-duplicates: {} images went through {} (their features are cached for `extract` and `fit`)",
+            dups.backbone_runs, pipeline.model.manifest.name
+        ));
+    }
+    Ok(dups)
+}
+
+/// The dataset's paths of each group.
+fn group_paths(data: &Dataset, groups: &[Vec<usize>]) -> Vec<Vec<String>> {
+    groups
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|&i| data.samples[i].path.display().to_string())
+                .collect()
+        })
+        .collect()
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {

@@ -3,21 +3,50 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use qcyn::dups::DupsOptions;
+use qcyn::extract::ExtractOptions;
 use qcyn::split::manifest::SplitManifest;
-use qcyn::split::{SplitRule, SplitSpec};
+use qcyn::split::{GroupedSplit, SplitRule, SplitSpec};
 use serde_json::json;
 
-use super::{load_data, print_json, Ctx};
+use super::{find_dups, group_paths, load_data, open_cache, print_json, threads, Ctx};
 use crate::args;
 
 pub(super) fn run(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
     let spec = split_spec(&a.rule)?;
     let data = load_data(&a.data)?;
-    let split = qcyn::split::stratified(&data, &spec)?;
-    let manifest = SplitManifest::new(&data, &split, Some(&spec))?;
+    let (grouped, backbone_runs) = if a.group.no_group {
+        let split = qcyn::split::stratified(&data, &spec)?;
+        (
+            GroupedSplit {
+                split,
+                ..GroupedSplit::default()
+            },
+            0,
+        )
+    } else {
+        let model = ctx.model_or_default(a.model.model.as_deref())?;
+        let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
+        let cache = open_cache(&a.cache, &pipeline)?;
+        let extract = ExtractOptions {
+            batch: 32,
+            workers: threads(&a.model),
+        };
+        let opts = DupsOptions::for_model(&model);
+        let dups = find_dups(ctx, &mut pipeline, cache.as_ref(), &data, &opts, extract)?;
+        (
+            qcyn::split::grouped(&data, &spec, &dups.groups)?,
+            dups.backbone_runs,
+        )
+    };
+    let split = &grouped.split;
+    let mut manifest = SplitManifest::new(&data, split, Some(&spec))?;
+    if !a.group.no_group {
+        manifest = manifest.with_groups(&data, &grouped.groups)?;
+    }
     manifest.write(&a.out)?;
     if let Some(dir) = &a.write_lists {
-        qcyn::split::lists::write(dir, &data, &split)?;
+        qcyn::split::lists::write(dir, &data, split)?;
     }
     let counts = split.class_counts(&data);
     if ctx.global.json {
@@ -38,6 +67,11 @@ pub(super) fn run(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
             "manifest": a.out,
             "lists": a.write_lists,
             "skipped": data.skipped,
+            "grouping": !a.group.no_group,
+            "groups_kept_together": grouped.kept_together(),
+            "cross_class": group_paths(&data, &grouped.cross_class),
+            "notes": grouped.notes,
+            "backbone_runs": backbone_runs,
         }))?;
     } else {
         println!("{:<24} {:>6} {:>6} {:>6}", "class", "train", "val", "test");
@@ -53,6 +87,21 @@ pub(super) fn run(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
             spec.seed,
             a.out.display()
         );
+        if !a.group.no_group {
+            println!(
+                "{} group(s) of near-duplicates kept on one side (--no-group to split image by image)",
+                grouped.kept_together()
+            );
+        }
+        for note in &grouped.notes {
+            println!("note: {note}");
+        }
+        for g in group_paths(&data, &grouped.cross_class) {
+            println!(
+                "likely label error, near-duplicates across classes: {}",
+                g.join(", ")
+            );
+        }
         if let Some(dir) = &a.write_lists {
             println!("list files: {}", dir.display());
         }
