@@ -19,7 +19,10 @@ use qcyn::progress::NoProgress;
 use rayon::prelude::*;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let (model_name, dirs) = args.split_first().expect("usage: dups MODEL DATA...");
     let registry = Registry::load(&qcyn::runtime::default_models_dir()).expect("models");
     let model = registry.get(model_name).expect("model");
@@ -58,7 +61,11 @@ fn main() {
             .collect();
         let hashes: Vec<_> = paths
             .par_iter()
-            .map(|p| std::fs::read(p).ok().and_then(|b| qcyn::dups::hash_bytes(&b)))
+            .map(|p| {
+                std::fs::read(p)
+                    .ok()
+                    .and_then(|b| qcyn::dups::hash_bytes(&b))
+            })
             .collect();
         hash_s += start.elapsed().as_secs_f64();
         let features: Vec<Option<Vec<f32>>> = out

@@ -514,7 +514,11 @@ pub fn human(r: &FitReport) -> String {
     }
     for g in &r.cross_class {
         let paths: Vec<String> = g.iter().map(|p| p.display().to_string()).collect();
-        let _ = writeln!(s, "likely label error, near-duplicates across classes: {}", paths.join(", "));
+        let _ = writeln!(
+            s,
+            "likely label error, near-duplicates across classes: {}",
+            paths.join(", ")
+        );
     }
     if let Some(cv) = &r.cv {
         let _ = writeln!(

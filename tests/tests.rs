@@ -1,6 +1,7 @@
 //! The one integration test binary: each module covers one part of qcyn.
 mod util;
 
+mod dups;
 mod engine;
 mod face;
 mod pure;

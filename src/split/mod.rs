@@ -144,11 +144,7 @@ impl GroupedSplit {
 /// A group spanning classes goes to training. A class whose images form fewer distinct groups
 /// than its parts need (e.g. one class that is a single group of copies) is refused, naming it
 /// and the fix, like a class with too few images.
-pub fn grouped(
-    dataset: &Dataset,
-    spec: &SplitSpec,
-    groups: &[Vec<usize>],
-) -> Result<GroupedSplit> {
+pub fn grouped(dataset: &Dataset, spec: &SplitSpec, groups: &[Vec<usize>]) -> Result<GroupedSplit> {
     match spec.rule {
         SplitRule::ValPerClass { n: 0 } => {
             return Err(Error::config(

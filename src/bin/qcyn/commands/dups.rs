@@ -68,11 +68,7 @@ pub(super) fn run(ctx: &Ctx, a: args::DupsArgs) -> Result<ExitCode> {
                 }
             );
             for &i in g {
-                println!(
-                    "  {}  [{}]",
-                    path(i),
-                    data.classes[data.samples[i].class]
-                );
+                println!("  {}  [{}]", path(i), data.classes[data.samples[i].class]);
             }
         }
         println!(

@@ -97,7 +97,10 @@ pub(super) fn run(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
             println!("note: {note}");
         }
         for g in group_paths(&data, &grouped.cross_class) {
-            println!("likely label error, near-duplicates across classes: {}", g.join(", "));
+            println!(
+                "likely label error, near-duplicates across classes: {}",
+                g.join(", ")
+            );
         }
         if let Some(dir) = &a.write_lists {
             println!("list files: {}", dir.display());
