@@ -49,8 +49,11 @@ const SIDE: usize = 32;
 /// Low frequencies kept per axis (8×8 minus the mean: 63 bits).
 const LOW: usize = 8;
 /// Below this root-mean-square of the 63 low-frequency coefficients (luminance 0–255, orthonormal
-/// DCT), an image is too flat for its hash bits to be more than noise.
-const MIN_STRUCTURE: f32 = 4.0;
+/// DCT), an image is too flat for its hash bits to say much: one colour with faint or fine texture
+/// measures 20–33 here, and images differing only in colour would match. Photos measured 39–310
+/// (registry photos 68 and up; the lowest hymenoptera photos 39–57); below it they are matched by
+/// content and features only.
+const MIN_STRUCTURE: f32 = 36.0;
 
 /// How near two images must be to be near-duplicates.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -339,12 +342,29 @@ pub fn find(
         None
     };
     let start = Instant::now();
-    reporter.message("comparing images for near-duplicates");
     let keys = crate::cache::content_keys(cache, &paths);
-    let hashes: Vec<Option<PerceptualHash>> = paths
+    let hashed: Vec<std::result::Result<Option<PerceptualHash>, String>> = paths
         .par_iter()
-        .map(|p| std::fs::read(p).ok().and_then(|b| hash_bytes(&b)))
+        .map(|p| {
+            let bytes = std::fs::read(p).map_err(|e| format!("cannot read: {e}"))?;
+            let img = crate::preprocess::decode_rgb_at_least(&bytes, Some(2 * SIDE as u32))
+                .map_err(|e| e.0)?;
+            Ok(PerceptualHash::of(&img))
+        })
         .collect();
+    // Without features, the hash's decoding is what finds unreadable images.
+    let unreadable: Vec<Skipped> = paths
+        .iter()
+        .zip(&hashed)
+        .filter_map(|(p, h)| {
+            h.as_ref().err().map(|reason| Skipped {
+                path: p.clone(),
+                reason: reason.clone(),
+            })
+        })
+        .collect();
+    let hashes: Vec<Option<PerceptualHash>> =
+        hashed.into_iter().map(|h| h.ok().flatten()).collect();
     let (feature_seconds, backbone_runs, skipped, vectors) = match features {
         Some(out) => (
             out.report.seconds,
@@ -355,7 +375,7 @@ pub fn find(
                 .map(|e| e.and_then(|e| e.into_iter().next()).map(|e| e.vector))
                 .collect(),
         ),
-        None => (0.0, 0, Vec::new(), Vec::new()),
+        None => (0.0, 0, unreadable, Vec::new()),
     };
     let ev = Evidences {
         keys,

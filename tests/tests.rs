@@ -2,6 +2,7 @@
 mod util;
 
 mod compare;
+mod dups;
 mod engine;
 mod face;
 mod pure;

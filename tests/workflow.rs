@@ -51,10 +51,14 @@ fn fixtures() -> String {
         .to_string()
 }
 
-/// `args` with `--models-dir <fixtures>` in front (a global option).
+/// `args` with `--models-dir <fixtures>` in front (a global option); `split`, which reads
+/// features to group near-duplicates, gets `--model tiny` unless it names a model.
 fn with_models<'a>(models: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec!["--models-dir", models];
     all.extend_from_slice(args);
+    if args.first() == Some(&"split") && !args.contains(&"--model") {
+        all.extend_from_slice(&["--model", "tiny"]);
+    }
     all
 }
 
