@@ -22,7 +22,7 @@
 //! Thresholds were chosen by measurement (`benches/dups.sh`): synthetic copies made from registry
 //! photos (flip, 90% crop, JPEG at quality 70, half size, 5° rotation, colour jitter) against
 //! distinct photos of the same class.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use image::RgbImage;
@@ -377,6 +377,15 @@ pub fn find(
         ),
         None => (0.0, 0, unreadable, Vec::new()),
     };
+    // An image that cannot be decoded is left out of every group: it is skipped wherever it is
+    // used, and two copies of the same broken file are no evidence about the dataset's photos.
+    let broken: std::collections::HashSet<&Path> =
+        skipped.iter().map(|s| s.path.as_path()).collect();
+    let keys = keys
+        .into_iter()
+        .zip(&paths)
+        .map(|(k, p)| k.filter(|_| !broken.contains(p.as_path())))
+        .collect();
     let ev = Evidences {
         keys,
         hashes,

@@ -235,6 +235,8 @@ fn an_image_that_cannot_be_decoded_is_listed_and_a_miss_when_validated() {
         "3",
         "--heads",
         "centroid",
+        // Tinted copies of one colour: near-duplicates, split image by image here.
+        "--no-group",
     ]);
     let (json, code, err) = dir.json(&args);
     assert_eq!(code, 3, "finished, with an image left out: {err}");
@@ -256,6 +258,7 @@ fn an_image_that_cannot_be_decoded_is_listed_and_a_miss_when_validated() {
             "--out",
             "s.json",
             "--quiet",
+            "--no-group",
         ]);
         assert!(
             out.status.success(),
