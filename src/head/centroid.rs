@@ -29,33 +29,7 @@ pub(super) fn check_training(
     y: &[usize],
     classes: usize,
 ) -> Result<Vec<usize>, HeadError> {
-    let (n, d) = x.dim();
-    if n != y.len() {
-        return Err(HeadError::MismatchedShapes(n, y.len()));
-    }
-    if n == 0 || d == 0 {
-        return Err(HeadError::NoSamples);
-    }
-    for (row, r) in x.rows().into_iter().enumerate() {
-        if let Some(col) = r.iter().position(|v| !v.is_finite()) {
-            return Err(HeadError::NonFinite {
-                row,
-                col,
-                value: r[col],
-            });
-        }
-    }
-    let mut counts = vec![0usize; classes];
-    for (row, &label) in y.iter().enumerate() {
-        if label >= classes {
-            return Err(HeadError::LabelOutOfRange {
-                row,
-                label,
-                classes,
-            });
-        }
-        counts[label] += 1;
-    }
+    let counts = super::params::check_rows(x, y, classes)?;
     if let Some(class) = counts.iter().position(|&c| c == 0) {
         return Err(HeadError::ClassTooSmall {
             class,

@@ -219,35 +219,10 @@ pub fn fit(
     params: &SoftmaxValidParams,
 ) -> Result<HeadFit, HeadError> {
     let (n, d) = x.dim();
-    if n != y.len() {
-        return Err(HeadError::MismatchedShapes(n, y.len()));
-    }
-    if n == 0 || d == 0 {
-        return Err(HeadError::NoSamples);
-    }
-    for (row, r) in x.rows().into_iter().enumerate() {
-        if let Some(col) = r.iter().position(|v| !v.is_finite()) {
-            return Err(HeadError::NonFinite {
-                row,
-                col,
-                value: r[col],
-            });
-        }
-    }
     let k = params
         .n_classes
         .unwrap_or_else(|| y.iter().max().map_or(0, |m| m + 1));
-    let mut counts = vec![0usize; k];
-    for (row, &label) in y.iter().enumerate() {
-        if label >= k {
-            return Err(HeadError::LabelOutOfRange {
-                row,
-                label,
-                classes: k,
-            });
-        }
-        counts[label] += 1;
-    }
+    let counts = params::check_rows(x, y, k)?;
     let mut grid = params.l2_grid.clone();
     grid.sort_by(|a, b| b.total_cmp(a));
     grid.dedup();

@@ -250,3 +250,40 @@ impl ParamGuard for SoftmaxParams {
         Ok(self.0)
     }
 }
+
+/// Checks training rows before any fitting: as many labels as rows, at least one row and one
+/// column, finite values, labels below `classes`. Returns the count of each class.
+pub(super) fn check_rows(
+    x: ndarray::ArrayView2<f32>,
+    y: &[usize],
+    classes: usize,
+) -> Result<Vec<usize>, HeadError> {
+    let (n, d) = x.dim();
+    if n != y.len() {
+        return Err(HeadError::MismatchedShapes(n, y.len()));
+    }
+    if n == 0 || d == 0 {
+        return Err(HeadError::NoSamples);
+    }
+    for (row, r) in x.rows().into_iter().enumerate() {
+        if let Some(col) = r.iter().position(|v| !v.is_finite()) {
+            return Err(HeadError::NonFinite {
+                row,
+                col,
+                value: r[col],
+            });
+        }
+    }
+    let mut counts = vec![0usize; classes];
+    for (row, &label) in y.iter().enumerate() {
+        if label >= classes {
+            return Err(HeadError::LabelOutOfRange {
+                row,
+                label,
+                classes,
+            });
+        }
+        counts[label] += 1;
+    }
+    Ok(counts)
+}
