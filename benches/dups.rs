@@ -1,9 +1,13 @@
-//! Near-duplicate evidence per image, for `benches/dups.sh` to measure thresholds on: for every
-//! image of the folder-per-class datasets given, one JSON line with its path, class, content key,
-//! perceptual hashes and (unit-length) feature vector. Features come through a feature cache
-//! (`QCYN_CACHE_DIR`, default a temporary folder), as `qcyn dups` gets them; the content keys and
-//! perceptual hashes are then timed on their own (the cost beyond cached features), and so is
-//! comparing every pair ([`qcyn::dups::group`]), printed as a last `{"cost": …}` line.
+//! Near-duplicate evidence, for `benches/dups.sh` to measure thresholds on: for every image of the
+//! folder-per-class datasets given, one JSON line `{"image": …}` with its path and class; then one
+//! line `{"pair": …}` per candidate pair under loose thresholds (perceptual-hash distance
+//! `DUPS_LOOSE_HASH`, default 24; feature cosine `DUPS_LOOSE_COSINE`, default 0.6; the 10 nearest
+//! per image) with its hash distance, cosine and the NCC of its aligned pixels, so that any
+//! stricter rule can be replayed. Features come through a feature cache (`QCYN_CACHE_DIR`, default
+//! a temporary folder), as `qcyn dups` gets them; the content keys, perceptual hashes and
+//! thumbnails are then timed on their own (the cost beyond cached features), and so is the
+//! default rule ([`qcyn::dups::group`] with the model's defaults), printed as a last
+//! `{"cost": …}` line.
 //!
 //!   cargo bench --profile dev --bench dups -- MODEL DATA...
 use std::path::PathBuf;
@@ -39,6 +43,22 @@ fn main() {
         .unwrap_or_else(|| tmp.path().to_path_buf());
     let id = pipeline.identity.clone();
     let cache = FeatureCache::open(&root, &id.model, &id.sha256, &id.preprocess_id).expect("cache");
+    let defaults = DupsOptions::for_model(&model);
+    let env_or = |name: &str, default: f32| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f32>().ok())
+            .unwrap_or(default)
+    };
+    let loose = DupsOptions {
+        max_hash_distance: env_or("DUPS_LOOSE_HASH", 24.0) as u32,
+        min_cosine: defaults
+            .min_cosine
+            .map(|_| env_or("DUPS_LOOSE_COSINE", 0.6)),
+        min_ncc: -1.0,
+        min_detail: -1.0,
+        neighbours: qcyn::dups::DEFAULT_NEIGHBOURS,
+    };
     let mut total_images = 0usize;
     let (mut hash_s, mut compare_s) = (0.0, 0.0);
     for dir in dirs {
@@ -59,14 +79,16 @@ fn main() {
             .par_iter()
             .map(|p| qcyn::cache::content_key(p).ok())
             .collect();
-        let hashes: Vec<_> = paths
+        let looks: Vec<_> = paths
             .par_iter()
             .map(|p| {
                 std::fs::read(p)
                     .ok()
-                    .and_then(|b| qcyn::dups::hash_bytes(&b))
+                    .and_then(|b| qcyn::dups::look(&b).ok())
             })
             .collect();
+        let hashes: Vec<_> = looks.iter().map(|l| l.as_ref().and_then(|l| l.0)).collect();
+        let thumbs: Vec<_> = looks.into_iter().map(|l| l.map(|l| l.1)).collect();
         hash_s += start.elapsed().as_secs_f64();
         let features: Vec<Option<Vec<f32>>> = out
             .embeddings
@@ -74,34 +96,36 @@ fn main() {
             .map(|e| e.and_then(|e| e.into_iter().next()).map(|e| e.vector))
             .collect();
         let ev = Evidences {
-            keys: keys.clone(),
-            hashes: hashes.clone(),
-            features: features.clone(),
+            keys,
+            hashes,
+            features,
+            thumbs,
         };
         let start = Instant::now();
-        let opts = DupsOptions {
-            max_hash_distance: qcyn::dups::DEFAULT_MAX_HASH_DISTANCE,
-            min_cosine: Some(0.9),
-        };
-        std::hint::black_box(qcyn::dups::group(&ev, &opts));
+        std::hint::black_box(qcyn::dups::group(&ev, &defaults));
         compare_s += start.elapsed().as_secs_f64();
         total_images += paths.len();
-        for (i, s) in data.samples.iter().enumerate() {
-            let unit = features[i].as_ref().map(|v| {
-                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.iter().map(|x| x / n).collect::<Vec<f32>>()
-            });
+        let (_, candidates) = qcyn::dups::group(&ev, &loose);
+        for s in &data.samples {
             println!(
                 "{}",
-                serde_json::json!({
+                serde_json::json!({"image": {"data": dir, "path": s.path, "class": data.classes[s.class]}})
+            );
+        }
+        for p in candidates {
+            println!(
+                "{}",
+                serde_json::json!({"pair": {
                     "data": dir,
-                    "path": s.path,
-                    "class": data.classes[s.class],
-                    "key": keys[i],
-                    "hash": hashes[i].map(|h| h.plain.to_string()),
-                    "mirrored": hashes[i].map(|h| h.mirrored.to_string()),
-                    "feature": unit,
-                })
+                    "a": data.samples[p.a].path,
+                    "b": data.samples[p.b].path,
+                    "by": p.by,
+                    "hash_distance": p.hash_distance,
+                    "cosine": p.cosine,
+                    "ncc": p.ncc,
+                    "detail": p.alignment.map(|al| al.detail_ncc),
+                    "block": p.alignment.map(|al| al.worst_block),
+                }})
             );
         }
     }
@@ -110,7 +134,7 @@ fn main() {
         serde_json::json!({"cost": {
             "images": total_images,
             "hash_ms_per_image": hash_s * 1000.0 / total_images.max(1) as f64,
-            "compare_ms_per_image": compare_s * 1000.0 / total_images.max(1) as f64,
+            "rule_ms_per_image": compare_s * 1000.0 / total_images.max(1) as f64,
             "threads": rayon::current_num_threads(),
             "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
         }})

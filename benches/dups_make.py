@@ -28,7 +28,11 @@ def photos(repo):
         out.append((name, ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")))
     test = os.path.join(repo, ".qcyn", "testdata")
     for sub in sorted(os.listdir(test)):
+        if not os.path.isdir(os.path.join(test, sub)):
+            continue
         for f in sorted(os.listdir(os.path.join(test, sub))):
+            if not f.lower().endswith((".jpg", ".jpeg", ".png")):
+                continue
             with open(os.path.join(test, sub, f), "rb") as fh:
                 add(os.path.splitext(f)[0], fh.read())
     wheel = os.path.join(repo, ".qcyn", "downloads", WHEEL)

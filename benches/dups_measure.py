@@ -1,106 +1,130 @@
-"""Recall and false pairs of qcyn's near-duplicate rule, from benches/dups.rs's evidence lines.
+"""Recall and false pairs of qcyn's near-duplicate rule, replayed on benches/dups.rs's evidence.
 
-    dups_measure.py EVIDENCE.jsonl HASH_DISTANCE COSINE|none
+    dups_measure.py EVIDENCE.jsonl HASH COSINE|none NCC DETAIL
+
+A pair is joined when its content is identical, or when it is a candidate (hash distance <= HASH or
+cosine >= COSINE) whose aligned pixels correlate at >= NCC and their fine detail at >= DETAIL; joined images form groups. Ground truth
+per folder given to the bench:
+  - synthetic copies (benches/dups_make.py, files orig.* and one per kind of copy): the images of
+    one folder are one photo;
+  - a tutorial-style set (benches/tutorial_make.py, files STEM_augNN.jpg): the copies of one STEM
+    are one photo;
+  - anything else (e.g. ../shared/data/hymenoptera, orl_faces): every image is its own photo.
+Recall: share of copies that end in the group of their photo (synthetic: per kind of copy, with
+orig; tutorial: share of same-photo pairs). False pairs: share of pairs of distinct photos of one
+class that end in one group. A grid around the given thresholds follows.
 """
-import json, sys
-import numpy as np
+import collections, json, os, re, sys
 
-path, max_d = sys.argv[1], int(sys.argv[2])
-cos_t = None if sys.argv[3] == "none" else float(sys.argv[3])
-rows, cost = [], None
+path, H, C, N = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+D = float(sys.argv[5])
+C = None if C == "none" else float(C)
+images, pairs, cost = collections.defaultdict(list), collections.defaultdict(list), None
 for line in open(path):
     r = json.loads(line)
     if "cost" in r:
         cost = r["cost"]
+    elif "image" in r:
+        images[r["image"]["data"]].append(r["image"])
     else:
-        rows.append(r)
+        pairs[r["pair"]["data"]].append(r["pair"])
 
-def dist(a, b):
-    if a["hash"] is None or b["hash"] is None:
-        return None
-    x, y, ym = int(a["hash"]), int(b["hash"]), int(b["mirrored"])
-    return min(bin(x ^ y).count("1"), bin(x ^ ym).count("1"))
+AUG = re.compile(r"^(.*)_aug\d+$")
 
-def cos(a, b):
-    if a["feature"] is None or b["feature"] is None:
-        return None
-    return float(np.dot(a["feature"], b["feature"]))
 
-def joined(a, b, d_t=max_d, c_t=cos_t):
-    if a["key"] is not None and a["key"] == b["key"]:
-        return True
-    d = dist(a, b)
-    if d is not None and d <= d_t:
-        return True
-    c = cos(a, b)
-    return c is not None and c_t is not None and c >= c_t
+def photo_of(data, img):
+    stem = os.path.splitext(os.path.basename(img["path"]))[0]
+    if all(os.path.basename(i["path"]).startswith("orig.") or True for i in images[data]) and \
+            any(os.path.basename(i["path"]).startswith("orig.") for i in images[data]):
+        return ("syn", img["class"])
+    m = AUG.match(stem)
+    if m:
+        return ("tut", img["class"], m.group(1))
+    return ("own", img["path"])
 
-def stem(r):
-    return r["path"].rsplit("/", 1)[-1].split(".")[0]
 
-synthetic = [r for r in rows if "/synthetic" in r["data"]]
-origs = {r["class"]: r for r in synthetic if stem(r) == "orig"}
-positives = [(origs[r["class"]], r, stem(r)) for r in synthetic if stem(r) != "orig"]
-negatives = {"registry photos, distinct": []}
-names = sorted(origs)
-for i, a in enumerate(names):
-    for b in names[i + 1:]:
-        negatives["registry photos, distinct"].append((origs[a], origs[b]))
-for r in rows:
-    pass
-by_data = {}
-for r in rows:
-    if "/synthetic" not in r["data"]:
-        by_data.setdefault((r["data"], r["class"]), []).append(r)
-for (data, cls), members in sorted(by_data.items()):
-    key = data.rstrip("/").rsplit("/", 1)[-1] + ", same class"
-    lst = negatives.setdefault(key, [])
-    for i, a in enumerate(members):
-        for b in members[i + 1:]:
-            lst.append((a, b))
+def groups(data, h, c, n, d):
+    parent = {i["path"]: i["path"] for i in images[data]}
 
-def rates(d_t, c_t, use_hash=True, use_feat=True):
-    dd = d_t if use_hash else -1
-    cc = c_t if use_feat else None
-    kinds = {}
-    for a, b, k in positives:
-        kinds.setdefault(k, []).append(joined(a, b, dd, cc))
-    rec = {k: sum(v) / len(v) for k, v in sorted(kinds.items())}
-    allp = [x for v in kinds.values() for x in v]
-    rec["all"] = sum(allp) / len(allp)
-    fp = {k: (sum(joined(a, b, dd, cc) for a, b in v) / max(1, len(v)), len(v)) for k, v in negatives.items()}
-    return rec, fp
+    def root(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+    for p in pairs[data]:
+        ok = p["by"] == "identical" or (
+            ((p["hash_distance"] is not None and p["hash_distance"] <= h)
+             or (c is not None and p["cosine"] is not None and p["cosine"] >= c))
+            and p["ncc"] is not None and p["ncc"] >= n and p["detail"] >= d)
+        if ok:
+            ra, rb = root(p["a"]), root(p["b"])
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    return {k: root(k) for k in parent}
 
-print(f"{len(origs)} registry photos, {len(positives)} (photo, copy) pairs; "
-      + "; ".join(f"{k}: {len(v)} pairs" for k, v in negatives.items()))
-for label, uh, uf in [("hash only", True, False), ("features only", False, True), ("both (qcyn dups)", True, True)]:
-    if uf and cos_t is None:
-        continue
-    rec, fp = rates(max_d, cos_t, uh, uf)
-    print(f"\n{label}: hash distance <= {max_d if uh else '-'}, cosine >= {cos_t if uf else '-'}")
-    print("  recall " + "  ".join(f"{k} {v:.3f}" for k, v in rec.items()))
-    print("  false pairs " + "  ".join(f"{k} {v[0]*100:.2f}% of {v[1]}" for k, v in fp.items()))
 
-print("\ngrid (recall all / worst false-pair rate over the same-class sets):")
-for d in [6, 8, 10, 12, 14]:
-    cells = []
-    for c in ([None] if cos_t is None else [None, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96]):
-        rec, fp = rates(d, c, True, c is not None)
-        same = [v[0] for k, v in fp.items() if "same class" in k] or [fp["registry photos, distinct"][0]]
-        cells.append(f"c>={c}: {rec['all']:.3f}/{max(same)*100:.2f}%")
-    print(f"  d<={d}: " + "  ".join(cells))
-# Hash distance and cosine distributions, for choosing.
-def q(v):
-    v = sorted(x for x in v if x is not None)
-    return "n/a" if not v else f"min {v[0]:.3g} p5 {v[len(v)//20]:.3g} median {v[len(v)//2]:.3g} p95 {v[len(v)*19//20]:.3g} max {v[-1]:.3g}"
-print("\ndistributions:")
-for k in sorted({k for _, _, k in positives}):
-    ps = [(a, b) for a, b, kk in positives if kk == k]
-    print(f"  copies {k}: hash {q([dist(a, b) for a, b in ps])}; cosine {q([cos(a, b) for a, b in ps])}")
-for k, v in negatives.items():
-    print(f"  {k}: hash {q([dist(a, b) for a, b in v])}; cosine {q([cos(a, b) for a, b in v])}")
-    worst = sorted(((cos(a, b) or 0, dist(a, b), a["path"], b["path"]) for a, b in v if joined(a, b)), reverse=True)[:5]
-    for c, d, pa, pb in worst:
-        print(f"    joined: cos {c:.3f} hash {d}  {pa}  {pb}")
+def measure(data, h, c, n, d):
+    g = groups(data, h, c, n, d)
+    imgs = images[data]
+    by_class = collections.defaultdict(list)
+    for i in imgs:
+        by_class[i["class"]].append(i)
+    same_tot = same_hit = diff_tot = diff_hit = 0
+    kinds = collections.defaultdict(lambda: [0, 0])
+    for cls, members in by_class.items():
+        for x in range(len(members)):
+            for y in range(x + 1, len(members)):
+                a, b = members[x], members[y]
+                joined = g[a["path"]] == g[b["path"]]
+                if photo_of(data, a) == photo_of(data, b):
+                    same_tot += 1
+                    same_hit += joined
+                    names = [os.path.basename(a["path"]), os.path.basename(b["path"])]
+                    origs = [m for m in names if m.startswith("orig.")]
+                    if origs:
+                        kind = os.path.splitext([m for m in names if m not in origs][0])[0]
+                        kinds[kind][0] += 1
+                        kinds[kind][1] += joined
+                else:
+                    diff_tot += 1
+                    diff_hit += joined
+    # Pairs of distinct photos across classes joined (synthetic: every photo is a class).
+    cross_tot = cross_hit = 0
+    if photo_of(data, imgs[0])[0] == "syn":
+        for x in range(len(imgs)):
+            for y in range(x + 1, len(imgs)):
+                if imgs[x]["class"] != imgs[y]["class"]:
+                    cross_tot += 1
+                    cross_hit += g[imgs[x]["path"]] == g[imgs[y]["path"]]
+        diff_tot, diff_hit = cross_tot, cross_hit
+    return same_tot, same_hit, diff_tot, diff_hit, dict(kinds)
+
+
+def fmt(hit, tot):
+    return f"{hit / tot:.3f} ({hit}/{tot})" if tot else "-"
+
+
+print(f"rule: hash <= {H} or cosine >= {C}, then aligned NCC >= {N} and detail NCC >= {D}")
+for data in images:
+    st, sh, dt, dh, kinds = measure(data, H, C, N, D)
+    line = f"{data}: {len(images[data])} images; recall {fmt(sh, st)}; false pairs {fmt(dh, dt)}"
+    if kinds:
+        line += "; per kind: " + ", ".join(f"{k} {v[1]}/{v[0]}" for k, v in sorted(kinds.items()))
+    print(line)
+print("\ngrid: recall / false-pair share per folder")
+hs, cs = sorted({6, 12, 18, H}), ([None] if C is None else sorted({0.7, 0.8, 0.9, C}))
+ns, ds = sorted({0.85, 0.9, 0.95, N}), sorted({0.7, 0.8, 0.85, 0.9, D})
+for h in hs:
+    for c in cs:
+        for n in ns:
+            for d in ds:
+                cells = []
+                for data in images:
+                    st, sh, dt, dh, _ = measure(data, h, c, n, d)
+                    cells.append(f"{sh / st if st else float('nan'):.3f}/{dh / dt if dt else 0:.4f}")
+                print(f"hash<={h:2d} cos>={c} ncc>={n:.2f} detail>={d:.2f}: " + "  ".join(cells))
 if cost:
-    print("\ncost beyond cached features:", json.dumps(cost))
+    print(f"\ncost beyond cached features: content key + hash + thumbnails "
+          f"{cost['hash_ms_per_image']:.2f} ms/image, the default rule "
+          f"{cost['rule_ms_per_image']:.2f} ms/image ({cost['images']} images, "
+          f"{cost['threads']} threads, {cost['profile']})")

@@ -155,22 +155,41 @@ fn a_group_that_cannot_fit_the_count_is_kept_whole_with_a_note() {
 }
 
 #[test]
-fn a_class_that_is_one_group_is_refused_with_why_and_the_fix() {
+fn a_class_that_is_one_group_is_trained_on_with_a_note_and_refused_when_nothing_is_left() {
     let ds = dataset(&[("ants", 6), ("bees", 6)]);
     let s = spec(SplitRule::ValPerClass { n: 1 }, None, 0);
-    let e = err_text(split::grouped(&ds, &s, &[(0..6).collect()]).unwrap_err());
+    let g = split::grouped(&ds, &s, &[(0..6).collect()]).unwrap();
+    // Ants: all trained on, none held out; bees split as asked.
+    assert_eq!(g.split.class_counts(&ds), vec![[6, 0, 0], [5, 1, 0]]);
     assert!(
-        e.contains("class `ants`: all its 6 images are near-duplicates of one another"),
+        g.notes.iter().any(|n| n
+            .contains("class `ants`: all its 6 images are near-duplicates of one another")
+            && n.contains("none held out")
+            && n.contains("qcyn dups")),
+        "{:?}",
+        g.notes
+    );
+    // Two groups are not enough for test + validation + training either.
+    let s = spec(SplitRule::ValPerClass { n: 1 }, Some(1), 0);
+    let g = split::grouped(&ds, &s, &[(0..3).collect(), (3..6).collect()]).unwrap();
+    assert_eq!(g.split.class_counts(&ds)[0], [6, 0, 0]);
+    assert!(
+        g.notes
+            .iter()
+            .any(|n| n.contains("only 2 distinct ones") && n.contains("needs at least 3")),
+        "{:?}",
+        g.notes
+    );
+    // When no class is left to validate on, the split is refused with why and the fix.
+    let both: Vec<Vec<usize>> = vec![(0..6).collect(), (6..12).collect()];
+    let s = spec(SplitRule::ValPerClass { n: 1 }, None, 0);
+    let e = err_text(split::grouped(&ds, &s, &both).unwrap_err());
+    assert!(
+        e.contains("class `bees`: all its 6 images are near-duplicates of one another")
+            && e.contains("no class is left to validate on"),
         "{e}"
     );
     assert!(e.contains("--no-group") && e.contains("qcyn dups"), "{e}");
-    // Two groups are not enough for test + validation + training either.
-    let s = spec(SplitRule::ValPerClass { n: 1 }, Some(1), 0);
-    let e = err_text(split::grouped(&ds, &s, &[(0..3).collect(), (3..6).collect()]).unwrap_err());
-    assert!(
-        e.contains("only 2 distinct ones") && e.contains("needs at least 3"),
-        "{e}"
-    );
     // Without grouping the same data splits.
     assert!(split::stratified(&ds, &s).is_ok());
 }
@@ -455,7 +474,7 @@ fn augmented_copies_of_one_photo_never_land_on_both_sides_of_the_default_split()
 }
 
 #[test]
-fn split_refuses_a_class_of_copies_and_no_group_splits_it() {
+fn split_trains_on_a_class_of_copies_without_holding_it_out_and_no_group_splits_it() {
     require_runtime();
     let dir = Dir::new();
     for (name, bytes) in copies(&photo(3, RED)) {
@@ -463,6 +482,22 @@ fn split_refuses_a_class_of_copies_and_no_group_splits_it() {
     }
     for k in 0..4 {
         dir.write(&format!("data/blue/{k}.png"), &png(&photo(6 + k, BLUE)));
+    }
+    let json = ok(
+        &dir,
+        &["split", "data", "--model", "tiny", "--val-per-class", "1"],
+    );
+    assert_eq!(json["n_val"], 1, "only blue is held out: {json}");
+    let notes = json["notes"].to_string();
+    assert!(
+        notes.contains("class `red`: all its 4 images are near-duplicates of one another")
+            && notes.contains("none held out"),
+        "{json}"
+    );
+    // Every red copy is a copy of one photo: red alone cannot be validated on, so when blue is a
+    // single group too the split is refused with why and the fix.
+    for k in 0..4 {
+        dir.write(&format!("data/blue/{k}.png"), &png(&photo(6, BLUE)));
     }
     let m = models();
     let out = dir.run(&[
@@ -474,11 +509,14 @@ fn split_refuses_a_class_of_copies_and_no_group_splits_it() {
         "tiny",
         "--val-per-class",
         "1",
+        "--out",
+        "none.json",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("class `red`: all its 4 images are near-duplicates of one another"),
+        err.contains("class `red`: all its 4 images are near-duplicates of one another")
+            && err.contains("no class is left to validate on"),
         "{err}"
     );
     assert!(

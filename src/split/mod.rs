@@ -142,8 +142,9 @@ impl GroupedSplit {
 /// is exactly [`stratified`]'s.
 ///
 /// A group spanning classes goes to training. A class whose images form fewer distinct groups
-/// than its parts need (e.g. one class that is a single group of copies) is refused, naming it
-/// and the fix, like a class with too few images.
+/// than its parts need (e.g. one class that is a single group of copies) is not held out: it is
+/// trained on, and a note names it, why, and the fix. When that leaves no class to validate on,
+/// the split is refused, naming the classes and the fix.
 pub fn grouped(dataset: &Dataset, spec: &SplitSpec, groups: &[Vec<usize>]) -> Result<GroupedSplit> {
     match spec.rule {
         SplitRule::ValPerClass { n: 0 } => {
@@ -182,7 +183,8 @@ pub fn grouped(dataset: &Dataset, spec: &SplitSpec, groups: &[Vec<usize>]) -> Re
     let units = Units::new(dataset, groups)?;
 
     let mut problems = Vec::new();
-    let mut group_problems = Vec::new();
+    // Classes whose near-duplicate groups are too few to hold any out: trained on only.
+    let mut unsplit: Vec<(usize, String)> = Vec::new();
     let mut plan = Vec::with_capacity(by_class.len());
     for (c, members) in by_class.iter().enumerate() {
         let name = &dataset.classes[c];
@@ -239,7 +241,7 @@ pub fn grouped(dataset: &Dataset, spec: &SplitSpec, groups: &[Vec<usize>]) -> Re
         let need = 2 + usize::from(test > 0);
         if class_units.len() < need {
             let crossing = members.iter().filter(|&&i| units.crosses(i)).count();
-            group_problems.push(if class_units.len() == 1 && crossing == 0 {
+            unsplit.push((c, if class_units.len() == 1 && crossing == 0 {
                 format!(
                     "class `{name}`: all its {m} images are near-duplicates of one another (one group), \
                      so none can be held out without a copy of it in training"
@@ -261,10 +263,15 @@ pub fn grouped(dataset: &Dataset, spec: &SplitSpec, groups: &[Vec<usize>]) -> Re
                     },
                     if test > 0 { "test and validation images" } else { "validation images" }
                 )
-            });
+            }));
             continue;
         }
         plan.push((c, val, class_units));
+    }
+    let mut group_problems = Vec::new();
+    if problems.is_empty() && plan.is_empty() && !unsplit.is_empty() {
+        group_problems.extend(unsplit.iter().map(|(_, why)| why.clone()));
+        group_problems.push("so no class is left to validate on".into());
     }
     if !problems.is_empty() || !group_problems.is_empty() {
         let mut hints = Vec::new();
@@ -313,6 +320,14 @@ pub fn grouped(dataset: &Dataset, spec: &SplitSpec, groups: &[Vec<usize>]) -> Re
         for u in class_units {
             out.split.train.extend(u);
         }
+    }
+    for (c, why) in unsplit {
+        out.split
+            .train
+            .extend(by_class[c].iter().copied().filter(|&i| !units.crosses(i)));
+        out.notes.push(format!(
+            "{why}: trained on, none held out (its accuracy is not measured; add distinct photos of it, see `qcyn dups`)"
+        ));
     }
     for g in &out.cross_class {
         out.split.train.extend_from_slice(g);

@@ -20,6 +20,7 @@ pub(super) fn run(ctx: &Ctx, a: args::DupsArgs) -> Result<ExitCode> {
     let opts = DupsOptions {
         max_hash_distance: a.max_hash_distance.unwrap_or(defaults.max_hash_distance),
         min_cosine: a.min_cosine.or(defaults.min_cosine),
+        ..defaults
     };
     let extract = ExtractOptions {
         batch: a.batch,
