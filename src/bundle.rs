@@ -34,6 +34,9 @@ pub struct ModelInfo {
     pub sha256: String,
     /// The whole manifest, preprocessing included.
     pub manifest: ModelManifest,
+    /// A fused model's parts' manifests, in order (empty for other kinds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ModelManifest>,
 }
 
 /// Where the training/validation split came from.
@@ -130,6 +133,7 @@ impl Bundle {
                 name: model.manifest.name.clone(),
                 sha256: sha256.into(),
                 manifest: model.manifest.clone(),
+                parts: model.parts.iter().map(|p| p.manifest.clone()).collect(),
             },
             classes,
             head,
@@ -249,8 +253,56 @@ impl Bundle {
                 Some("rebuild the original model file, or re-run `qcyn extract` and `qcyn fit` with this one".into()),
             ));
         }
+        let mut changed = changed_sections(got, &want.manifest);
+        if let ModelSpec::Fusion(_) = &got.spec {
+            let now: Vec<&ModelManifest> = model.parts.iter().map(|p| &p.manifest).collect();
+            if now.len() != want.parts.len() {
+                changed.push("parts");
+            } else {
+                for (n, t) in now.iter().zip(&want.parts) {
+                    changed.extend(changed_sections(n, t));
+                }
+            }
+        }
+        if !changed.is_empty() {
+            return Err(Error::config(
+                format!(
+                    "model `{}` has changed since this bundle was trained: {} differ",
+                    want.name,
+                    changed.join(", ")
+                ),
+                Some("restore the manifest the bundle was trained with (a copy is inside the bundle), or re-run `qcyn fit`".into()),
+            ));
+        }
+        let dim = match &got.spec {
+            ModelSpec::Fusion(_) => Some(
+                model
+                    .parts
+                    .iter()
+                    .filter_map(|p| p.manifest.whole().map(|w| w.output.dim))
+                    .sum(),
+            ),
+            _ => got.whole().map(|w| w.output.dim),
+        };
+        if let Some(dim) = dim {
+            if dim != self.head.dim {
+                return Err(Error::config(
+                    format!(
+                        "model `{}` gives {}-D features but the head expects {}",
+                        want.name, dim, self.head.dim
+                    ),
+                    Some("re-run `qcyn fit`".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The sections of a manifest that differ from the one a bundle was trained with.
+fn changed_sections(got: &ModelManifest, then: &ModelManifest) -> Vec<&'static str> {
         let mut changed = Vec::new();
-        match (&got.spec, &want.manifest.spec) {
+        match (&got.spec, &then.spec) {
             (ModelSpec::Whole(now), ModelSpec::Whole(then)) => {
                 if now.input != then.input {
                     changed.push("[input]");
@@ -270,31 +322,14 @@ impl Bundle {
                     changed.push("[embedder]");
                 }
             }
+            (ModelSpec::Fusion(now), ModelSpec::Fusion(then)) => {
+                if now.parts != then.parts {
+                    changed.push("parts");
+                }
+            }
             _ => changed.push("kind"),
         }
-        if !changed.is_empty() {
-            return Err(Error::config(
-                format!(
-                    "model `{}` has changed since this bundle was trained: {} differ",
-                    want.name,
-                    changed.join(", ")
-                ),
-                Some("restore the manifest the bundle was trained with (a copy is inside the bundle), or re-run `qcyn fit`".into()),
-            ));
-        }
-        if let Some(out) = got.whole().map(|w| &w.output) {
-            if out.dim != self.head.dim {
-                return Err(Error::config(
-                    format!(
-                        "model `{}` gives {}-D features but the head expects {}",
-                        want.name, out.dim, self.head.dim
-                    ),
-                    Some("re-run `qcyn fit`".into()),
-                ));
-            }
-        }
-        Ok(())
-    }
+        changed
 }
 
 /// Where a bundle lives: `--out DIR` holds `bundle.json` and its reports; a path ending in

@@ -268,7 +268,7 @@ pub(crate) enum Use {
 
 pub(crate) fn training_vector(kind: ModelKind, embeddings: &[Embedding]) -> Use {
     match kind {
-        ModelKind::Whole => match embeddings.first() {
+        ModelKind::Whole | ModelKind::Fusion => match embeddings.first() {
             Some(e) => Use::Vector(e.vector.clone()),
             None => Use::NoFace,
         },
