@@ -273,11 +273,14 @@ def xception_weights(keras_bytes: bytes, base: str, what: str) -> dict[str, list
     except kerasless.KerasError as e:
         raise SystemExit(f"build_models: xception: {e}") from e
     want = xception_layers()
-    problems = []
+    problems, missing = [], []
+    extra = sorted(set(layers.weights) - set(want))
+    if extra:
+        problems.append(f"layers that Xception does not have: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}")
     for name, (cls, shapes) in want.items():
         where = f"HDF5 group {layers.paths[name]}" if name in layers.paths else "not in config.json"
         if name not in layers.weights:
-            problems.append(f"layer `{name}` ({cls}) has no weights ({where})")
+            missing.append(f"layer `{name}` ({cls}) has no weights ({where})")
             continue
         if layers.classes.get(name) != cls:
             problems.append(f"layer `{name}` is a {layers.classes.get(name)}, expected a {cls}")
@@ -285,9 +288,11 @@ def xception_weights(keras_bytes: bytes, base: str, what: str) -> dict[str, list
         got = [tuple(a.shape) for a in layers.weights[name]]
         if got != shapes:
             problems.append(f"layer `{name}` ({where}) has weights of shapes {got}, expected {shapes}")
-    extra = sorted(set(layers.weights) - set(want))
-    if extra:
-        problems.append(f"layers that Xception does not have: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}")
+    if len(missing) > 4:
+        problems.append(f"{len(missing)} of Xception's {len(want)} weighted layers are missing, e.g. "
+                        + "; ".join(missing[:3]))
+    else:
+        problems.extend(missing)
     if problems:
         raise SystemExit(
             f"build_models: xception: {what} (layer `{base}`) is not the Keras Xception base:\n  - "
