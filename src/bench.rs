@@ -133,9 +133,9 @@ pub fn run(
                 if pool.is_empty() {
                     match tensor_lens.as_slice() {
                         [one] => random_tensor(*one, rng),
-                        parts => Prepared::Parts(
-                            parts.iter().map(|&l| random_tensor(l, rng)).collect(),
-                        ),
+                        parts => {
+                            Prepared::Parts(parts.iter().map(|&l| random_tensor(l, rng)).collect())
+                        }
                     }
                 } else {
                     pool[k % pool.len()].as_ref().clone()

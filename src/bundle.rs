@@ -301,35 +301,35 @@ impl Bundle {
 
 /// The sections of a manifest that differ from the one a bundle was trained with.
 fn changed_sections(got: &ModelManifest, then: &ModelManifest) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        match (&got.spec, &then.spec) {
-            (ModelSpec::Whole(now), ModelSpec::Whole(then)) => {
-                if now.input != then.input {
-                    changed.push("[input]");
-                }
-                if now.preprocess != then.preprocess {
-                    changed.push("[preprocess]");
-                }
-                if now.output != then.output {
-                    changed.push("[output]");
-                }
+    let mut changed = Vec::new();
+    match (&got.spec, &then.spec) {
+        (ModelSpec::Whole(now), ModelSpec::Whole(then)) => {
+            if now.input != then.input {
+                changed.push("[input]");
             }
-            (ModelSpec::Face(now), ModelSpec::Face(then)) => {
-                if now.detector != then.detector {
-                    changed.push("[detector]");
-                }
-                if now.embedder != then.embedder {
-                    changed.push("[embedder]");
-                }
+            if now.preprocess != then.preprocess {
+                changed.push("[preprocess]");
             }
-            (ModelSpec::Fusion(now), ModelSpec::Fusion(then)) => {
-                if now.parts != then.parts {
-                    changed.push("parts");
-                }
+            if now.output != then.output {
+                changed.push("[output]");
             }
-            _ => changed.push("kind"),
         }
-        changed
+        (ModelSpec::Face(now), ModelSpec::Face(then)) => {
+            if now.detector != then.detector {
+                changed.push("[detector]");
+            }
+            if now.embedder != then.embedder {
+                changed.push("[embedder]");
+            }
+        }
+        (ModelSpec::Fusion(now), ModelSpec::Fusion(then)) => {
+            if now.parts != then.parts {
+                changed.push("parts");
+            }
+        }
+        _ => changed.push("kind"),
+    }
+    changed
 }
 
 /// Where a bundle lives: `--out DIR` holds `bundle.json` and its reports; a path ending in

@@ -138,7 +138,14 @@ pub fn extract(
             };
             parts.push(one.extract(part_cache.as_ref(), paths, opts, reporter)?);
         }
-        return Ok(fuse_parts(&name, random_weights, parts, paths, cache, start));
+        return Ok(fuse_parts(
+            &name,
+            random_weights,
+            parts,
+            paths,
+            cache,
+            start,
+        ));
     }
     let one = Extractor {
         name: &name,
@@ -222,139 +229,148 @@ struct Extractor<'a> {
 }
 
 impl Extractor<'_> {
-fn extract(
-    self,
-    cache: Option<&FeatureCache>,
-    paths: &[PathBuf],
-    opts: ExtractOptions,
-    reporter: &dyn Reporter,
-) -> Result<Extracted> {
-    let Extractor { name, random_weights, preparer, runner } = self;
-    let start = Instant::now();
-    let runs_before = runner.images_run();
-    let mut embeddings: Vec<Option<Vec<Embedding>>> = vec![None; paths.len()];
-    let mut skipped = Vec::new();
-    let (mut extracted, mut cached) = (0usize, 0usize);
-    reporter.start(&format!("extracting features ({name})"), Some(paths.len() as u64));
+    fn extract(
+        self,
+        cache: Option<&FeatureCache>,
+        paths: &[PathBuf],
+        opts: ExtractOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<Extracted> {
+        let Extractor {
+            name,
+            random_weights,
+            preparer,
+            runner,
+        } = self;
+        let start = Instant::now();
+        let runs_before = runner.images_run();
+        let mut embeddings: Vec<Option<Vec<Embedding>>> = vec![None; paths.len()];
+        let mut skipped = Vec::new();
+        let (mut extracted, mut cached) = (0usize, 0usize);
+        reporter.start(
+            &format!("extracting features ({name})"),
+            Some(paths.len() as u64),
+        );
 
-    let next = AtomicUsize::new(0);
-    let workers = opts.workers.max(1).min(paths.len().max(1));
-    let result: Result<()> = std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<(usize, Outcome)>(opts.batch * 2);
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let (next, preparer) = (&next, &preparer);
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= paths.len() {
-                    break;
-                }
-                let outcome = prepare_one(&paths[i], cache, preparer.as_ref());
-                if tx.send((i, outcome)).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        let mut batch: Vec<(usize, String, Prepared)> = Vec::with_capacity(opts.batch);
-        let mut cache_warned = false;
-        let mut flush = |batch: &mut Vec<(usize, String, Prepared)>,
-                         embeddings: &mut Vec<Option<Vec<Embedding>>>| {
-            if batch.is_empty() {
-                return Ok(());
+        let next = AtomicUsize::new(0);
+        let workers = opts.workers.max(1).min(paths.len().max(1));
+        let result: Result<()> = std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<(usize, Outcome)>(opts.batch * 2);
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (next, preparer) = (&next, &preparer);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= paths.len() {
+                        break;
+                    }
+                    let outcome = prepare_one(&paths[i], cache, preparer.as_ref());
+                    if tx.send((i, outcome)).is_err() {
+                        break;
+                    }
+                });
             }
-            let items: Vec<(usize, String, Prepared)> = std::mem::take(batch);
-            let (meta, prepared): (Vec<(usize, String)>, Vec<Prepared>) =
-                items.into_iter().map(|(i, k, p)| ((i, k), p)).unzip();
-            let results = runner.run(prepared)?;
-            for ((i, key), e) in meta.into_iter().zip(results) {
-                if let Some(cache) = cache {
-                    if let Err(err) = cache.put(&key, &e) {
-                        // The features are still returned: a cache that cannot be written costs
-                        // speed next time, not this run's work.
-                        if !cache_warned {
-                            reporter.message(&format!(
+            drop(tx);
+            let mut batch: Vec<(usize, String, Prepared)> = Vec::with_capacity(opts.batch);
+            let mut cache_warned = false;
+            let mut flush =
+                |batch: &mut Vec<(usize, String, Prepared)>,
+                 embeddings: &mut Vec<Option<Vec<Embedding>>>| {
+                    if batch.is_empty() {
+                        return Ok(());
+                    }
+                    let items: Vec<(usize, String, Prepared)> = std::mem::take(batch);
+                    let (meta, prepared): (Vec<(usize, String)>, Vec<Prepared>) =
+                        items.into_iter().map(|(i, k, p)| ((i, k), p)).unzip();
+                    let results = runner.run(prepared)?;
+                    for ((i, key), e) in meta.into_iter().zip(results) {
+                        if let Some(cache) = cache {
+                            if let Err(err) = cache.put(&key, &e) {
+                                // The features are still returned: a cache that cannot be written costs
+                                // speed next time, not this run's work.
+                                if !cache_warned {
+                                    reporter.message(&format!(
                                 "warning: cannot write the feature cache ({}); going on without it",
                                 crate::error::chain(&err)
                             ));
-                            cache_warned = true;
+                                    cache_warned = true;
+                                }
+                            }
+                        }
+                        embeddings[i] = Some(e);
+                    }
+                    Ok::<(), Error>(())
+                };
+            for (i, outcome) in rx {
+                match outcome {
+                    Outcome::Done(e) => {
+                        embeddings[i] = Some(e);
+                        cached += 1;
+                        reporter.advance(1);
+                    }
+                    Outcome::Failed(reason) => {
+                        skipped.push(Skipped {
+                            path: paths[i].clone(),
+                            reason,
+                        });
+                        reporter.advance(1);
+                    }
+                    Outcome::Ready(key, p) => {
+                        batch.push((i, key, p));
+                        if batch.len() == opts.batch {
+                            let n = batch.len();
+                            flush(&mut batch, &mut embeddings)?;
+                            extracted += n;
+                            reporter.advance(n as u64);
                         }
                     }
                 }
-                embeddings[i] = Some(e);
             }
-            Ok::<(), Error>(())
+            let n = batch.len();
+            flush(&mut batch, &mut embeddings)?;
+            extracted += n;
+            reporter.advance(n as u64);
+            Ok(())
+        });
+        reporter.finish();
+        if let Some(cache) = cache {
+            // Saved even after a failure: what was hashed stays known. Losing it only costs re-hashing
+            // next time, so a failure to save is a warning.
+            if let Err(err) = cache.save_index() {
+                reporter.message(&format!(
+                    "warning: cannot save the cache's file index ({})",
+                    crate::error::chain(&err)
+                ));
+            }
+        }
+        result?;
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        let seconds = start.elapsed().as_secs_f64();
+        let report = ExtractReport {
+            model: name.to_string(),
+            random_weights,
+            images: paths.len(),
+            no_face: paths
+                .iter()
+                .zip(&embeddings)
+                .filter(|(_, e)| e.as_ref().is_some_and(|e| e.is_empty()))
+                .map(|(p, _)| p.clone())
+                .collect(),
+            extracted,
+            cached,
+            skipped,
+            corrupt_recomputed: cache.map_or(0, |c| c.corrupt_entries()),
+            backbone_runs: runner.images_run() - runs_before,
+            seconds,
+            images_per_s: if seconds > 0.0 {
+                paths.len() as f64 / seconds
+            } else {
+                0.0
+            },
+            cache_dir: cache.map(|c| c.dir().to_path_buf()),
         };
-        for (i, outcome) in rx {
-            match outcome {
-                Outcome::Done(e) => {
-                    embeddings[i] = Some(e);
-                    cached += 1;
-                    reporter.advance(1);
-                }
-                Outcome::Failed(reason) => {
-                    skipped.push(Skipped {
-                        path: paths[i].clone(),
-                        reason,
-                    });
-                    reporter.advance(1);
-                }
-                Outcome::Ready(key, p) => {
-                    batch.push((i, key, p));
-                    if batch.len() == opts.batch {
-                        let n = batch.len();
-                        flush(&mut batch, &mut embeddings)?;
-                        extracted += n;
-                        reporter.advance(n as u64);
-                    }
-                }
-            }
-        }
-        let n = batch.len();
-        flush(&mut batch, &mut embeddings)?;
-        extracted += n;
-        reporter.advance(n as u64);
-        Ok(())
-    });
-    reporter.finish();
-    if let Some(cache) = cache {
-        // Saved even after a failure: what was hashed stays known. Losing it only costs re-hashing
-        // next time, so a failure to save is a warning.
-        if let Err(err) = cache.save_index() {
-            reporter.message(&format!(
-                "warning: cannot save the cache's file index ({})",
-                crate::error::chain(&err)
-            ));
-        }
+        Ok(Extracted { embeddings, report })
     }
-    result?;
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    let seconds = start.elapsed().as_secs_f64();
-    let report = ExtractReport {
-        model: name.to_string(),
-        random_weights,
-        images: paths.len(),
-        no_face: paths
-            .iter()
-            .zip(&embeddings)
-            .filter(|(_, e)| e.as_ref().is_some_and(|e| e.is_empty()))
-            .map(|(p, _)| p.clone())
-            .collect(),
-        extracted,
-        cached,
-        skipped,
-        corrupt_recomputed: cache.map_or(0, |c| c.corrupt_entries()),
-        backbone_runs: runner.images_run() - runs_before,
-        seconds,
-        images_per_s: if seconds > 0.0 {
-            paths.len() as f64 / seconds
-        } else {
-            0.0
-        },
-        cache_dir: cache.map(|c| c.dir().to_path_buf()),
-    };
-    Ok(Extracted { embeddings, report })
-}
 }
 
 fn prepare_one(

@@ -92,7 +92,11 @@ impl Run for FusedRunner {
     }
 
     fn images_run(&self) -> u64 {
-        self.0.iter().map(|(_, r)| r.images_run()).max().unwrap_or(0)
+        self.0
+            .iter()
+            .map(|(_, r)| r.images_run())
+            .max()
+            .unwrap_or(0)
     }
 
     fn parts_mut(&mut self) -> Option<Vec<(&CacheIdentity, &mut dyn Run)>> {
@@ -115,7 +119,10 @@ pub fn pipeline(env: &Environment, model: &Model, opts: SessionOptions) -> Resul
                 model.manifest.name,
                 model.parts.len()
             ),
-            Some("load it through the models folder (`Registry::get`), which resolves its parts".into()),
+            Some(
+                "load it through the models folder (`Registry::get`), which resolves its parts"
+                    .into(),
+            ),
         ));
     }
     let mut preparers = Vec::new();

@@ -710,7 +710,11 @@ fn xception71_is_the_default_once_its_pretrained_weights_are_installed() {
     let default = || default_model(&Registry::load(&dir.path("models")).unwrap()).name;
     write("mobilenetv2", false);
     write("xception71", true);
-    assert_eq!(default(), "mobilenetv2", "random weights are never the default");
+    assert_eq!(
+        default(),
+        "mobilenetv2",
+        "random weights are never the default"
+    );
     write("xception", false);
     assert_eq!(
         default(),

@@ -84,7 +84,10 @@ fn models_json_keeps_the_contract() {
     let (json, code, err) = Dir::new().json(&["models"]);
     assert_eq!(code, 0, "{err}");
     let list = json.as_array().unwrap();
-    let x = list.iter().find(|m| m["name"] == "xception").expect("xception listed");
+    let x = list
+        .iter()
+        .find(|m| m["name"] == "xception")
+        .expect("xception listed");
     assert_eq!(x["random_weights"], false);
     assert_eq!(x["feature_dim"], 2048);
     let defaults: Vec<&Value> = list.iter().filter(|m| m["default"] == true).collect();
@@ -167,7 +170,10 @@ fn fails(dir: &Dir, models: &str, args: &[&str]) -> String {
     let out = dir.run(&all);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "qcyn {args:?}: {err}");
-    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.starts_with("error: ") && !err.contains("panicked"),
+        "{err}"
+    );
     err
 }
 
@@ -180,24 +186,53 @@ fn a_fused_model_works_with_extract_fit_eval_and_predict() {
     data(&dir, "other", 3, 50);
     dir.write("new/r.png", &png(&tinted(RED, 99)));
     // `a` alone first: the fusion then runs only `b`, reusing a's cached features.
-    let a = ok(&dir, &m, &["extract", "data", "--model", "a", "--threads", "1"]);
+    let a = ok(
+        &dir,
+        &m,
+        &["extract", "data", "--model", "a", "--threads", "1"],
+    );
     assert_eq!(a["backbone_runs"], 12);
-    let ab = ok(&dir, &m, &["extract", "data", "--model", "a+b", "--threads", "1"]);
+    let ab = ok(
+        &dir,
+        &m,
+        &["extract", "data", "--model", "a+b", "--threads", "1"],
+    );
     assert_eq!(ab["model"], "a+b");
     assert_eq!(ab["images"], 12);
     assert_eq!(ab["backbone_runs"], 12, "only b ran: {ab}");
-    let again = ok(&dir, &m, &["extract", "data", "--model", "a+b", "--threads", "1"]);
+    let again = ok(
+        &dir,
+        &m,
+        &["extract", "data", "--model", "a+b", "--threads", "1"],
+    );
     assert_eq!(again["backbone_runs"], 0);
     assert_eq!(again["cached"], 12);
-    let b = ok(&dir, &m, &["extract", "data", "--model", "b", "--threads", "1"]);
-    assert_eq!(b["backbone_runs"], 0, "b's features were cached by the fusion");
+    let b = ok(
+        &dir,
+        &m,
+        &["extract", "data", "--model", "b", "--threads", "1"],
+    );
+    assert_eq!(
+        b["backbone_runs"], 0,
+        "b's features were cached by the fusion"
+    );
 
     let fit = ok(
         &dir,
         &m,
         &[
-            "fit", "data", "--model", "a+b", "--val-per-class", "2", "--seed", "0", "--out",
-            "bundle", "--threads", "1",
+            "fit",
+            "data",
+            "--model",
+            "a+b",
+            "--val-per-class",
+            "2",
+            "--seed",
+            "0",
+            "--out",
+            "bundle",
+            "--threads",
+            "1",
         ],
     );
     assert_eq!(fit["model"], "a+b");
@@ -208,9 +243,17 @@ fn a_fused_model_works_with_extract_fit_eval_and_predict() {
     assert_eq!(bundle["model"]["parts"].as_array().unwrap().len(), 2);
     assert_eq!(bundle["head"]["dim"], 8, "4 + 4 features");
 
-    let eval = ok(&dir, &m, &["eval", "--bundle", "bundle", "other", "--threads", "1"]);
+    let eval = ok(
+        &dir,
+        &m,
+        &["eval", "--bundle", "bundle", "other", "--threads", "1"],
+    );
     assert_eq!(eval["accuracy"], 1.0, "{eval}");
-    let pred = ok(&dir, &m, &["predict", "--bundle", "bundle", "new", "--threads", "1"]);
+    let pred = ok(
+        &dir,
+        &m,
+        &["predict", "--bundle", "bundle", "new", "--threads", "1"],
+    );
     assert_eq!(pred[0]["label"], "red", "{pred}");
 
     // A manifest of kind `fusion` with the same parts is the same model, by another name.
@@ -225,13 +268,27 @@ fn a_fused_model_works_with_extract_fit_eval_and_predict() {
         .unwrap();
     assert_eq!(ab["feature_dim"], 8);
     assert_eq!(ab["available"], true);
-    let x = ok(&dir, &m, &["extract", "data", "--model", "ab", "--threads", "1"]);
+    let x = ok(
+        &dir,
+        &m,
+        &["extract", "data", "--model", "ab", "--threads", "1"],
+    );
     assert_eq!(x["backbone_runs"], 0, "the parts' features are shared: {x}");
     // Bench handles it like any model.
     let bench = ok(
         &dir,
         &m,
-        &["bench", "--model", "ab", "--batch", "1,2", "--seconds", "0.05", "--threads", "1"],
+        &[
+            "bench",
+            "--model",
+            "ab",
+            "--batch",
+            "1,2",
+            "--seconds",
+            "0.05",
+            "--threads",
+            "1",
+        ],
     );
     assert_eq!(bench["results"].as_array().unwrap().len(), 2, "{bench}");
 }
@@ -256,7 +313,10 @@ fn bad_fusions_are_clear_errors() {
     // Manifests: an unknown part names the manifest; one part is not a fusion.
     let bad = models(
         &dir,
-        &[("bad", "name = \"bad\"\nkind = \"fusion\"\nparts = [\"a\", \"ghost\"]\n")],
+        &[(
+            "bad",
+            "name = \"bad\"\nkind = \"fusion\"\nparts = [\"a\", \"ghost\"]\n",
+        )],
     );
     let err = fails(&dir, &bad, &["models"]);
     assert!(
@@ -266,7 +326,10 @@ fn bad_fusions_are_clear_errors() {
     std::fs::remove_file(dir.path("models/bad.toml")).unwrap();
     let one = models(
         &dir,
-        &[("one", "name = \"one\"\nkind = \"fusion\"\nparts = [\"a\"]\n")],
+        &[(
+            "one",
+            "name = \"one\"\nkind = \"fusion\"\nparts = [\"a\"]\n",
+        )],
     );
     let err = fails(&dir, &one, &["models"]);
     assert!(err.contains("at least two `parts`"), "{err}");
@@ -274,8 +337,14 @@ fn bad_fusions_are_clear_errors() {
     let nested = models(
         &dir,
         &[
-            ("ab", "name = \"ab\"\nkind = \"fusion\"\nparts = [\"a\", \"b\"]\n"),
-            ("nest", "name = \"nest\"\nkind = \"fusion\"\nparts = [\"ab\", \"a\"]\n"),
+            (
+                "ab",
+                "name = \"ab\"\nkind = \"fusion\"\nparts = [\"a\", \"b\"]\n",
+            ),
+            (
+                "nest",
+                "name = \"nest\"\nkind = \"fusion\"\nparts = [\"ab\", \"a\"]\n",
+            ),
         ],
     );
     let err = fails(&dir, &nested, &["models"]);
@@ -291,7 +360,18 @@ fn a_bundle_of_a_fusion_refuses_a_changed_part() {
     ok(
         &dir,
         &m,
-        &["fit", "data", "--model", "a+b", "--val-per-class", "1", "--out", "bundle", "--threads", "1"],
+        &[
+            "fit",
+            "data",
+            "--model",
+            "a+b",
+            "--val-per-class",
+            "1",
+            "--out",
+            "bundle",
+            "--threads",
+            "1",
+        ],
     );
     // b's preprocessing changes: the fusion's features are not the ones the head learnt.
     let text = std::fs::read_to_string(dir.path("models/b.toml")).unwrap();
@@ -302,10 +382,7 @@ fn a_bundle_of_a_fusion_refuses_a_changed_part() {
     .unwrap();
     dir.write("new/r.png", &png(&tinted(RED, 99)));
     let err = fails(&dir, &m, &["predict", "--bundle", "bundle", "new"]);
-    assert!(
-        err.contains("a+b") && err.contains("[preprocess]"),
-        "{err}"
-    );
+    assert!(err.contains("a+b") && err.contains("[preprocess]"), "{err}");
 }
 
 // ---------------------------------------------------------------- the real default
@@ -318,7 +395,13 @@ fn fit_without_model_uses_the_default_fusion() {
     let dir = Dir::new();
     data(&dir, "data", 3, 0);
     let (json, code, err) = dir.json(&[
-        "fit", "data", "--val-per-class", "1", "--out", "bundle", "--no-group",
+        "fit",
+        "data",
+        "--val-per-class",
+        "1",
+        "--out",
+        "bundle",
+        "--no-group",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(json["model"], "xception+mobilenetv2", "{json}");

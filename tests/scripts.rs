@@ -7,7 +7,11 @@ use crate::util::*;
 /// The venv's Python that scripts/setup made.
 fn python() -> std::path::PathBuf {
     let p = project().join(".qcyn/venv/bin/python");
-    assert!(p.is_file(), "{} is missing: run scripts/setup before the tests", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/setup before the tests",
+        p.display()
+    );
     p
 }
 
@@ -18,7 +22,10 @@ fn model_scripts_refuse_bad_archives_parity_off_and_python_39() {
         .output()
         .expect("python runs");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "scripts/test_scripts.py failed:\n{err}");
+    assert!(
+        out.status.success(),
+        "scripts/test_scripts.py failed:\n{err}"
+    );
     assert!(err.contains("OK"), "{err}");
 }
 

@@ -303,8 +303,8 @@ pub fn default_model(registry: &Registry) -> DefaultModel {
         };
     }
     const FUSION: &str = "xception+mobilenetv2";
-    let fusion_ready = ready(FUSION).is_some()
-        || (ready("xception").is_some() && ready("mobilenetv2").is_some());
+    let fusion_ready =
+        ready(FUSION).is_some() || (ready("xception").is_some() && ready("mobilenetv2").is_some());
     if fusion_ready {
         return DefaultModel {
             name: FUSION.into(),
