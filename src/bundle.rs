@@ -34,6 +34,9 @@ pub struct ModelInfo {
     pub sha256: String,
     /// The whole manifest, preprocessing included.
     pub manifest: ModelManifest,
+    /// A fused model's parts' manifests, in order (empty for other kinds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ModelManifest>,
 }
 
 /// Where the training/validation split came from.
@@ -130,6 +133,7 @@ impl Bundle {
                 name: model.manifest.name.clone(),
                 sha256: sha256.into(),
                 manifest: model.manifest.clone(),
+                parts: model.parts.iter().map(|p| p.manifest.clone()).collect(),
             },
             classes,
             head,
@@ -249,28 +253,16 @@ impl Bundle {
                 Some("rebuild the original model file, or re-run `qcyn extract` and `qcyn fit` with this one".into()),
             ));
         }
-        let mut changed = Vec::new();
-        match (&got.spec, &want.manifest.spec) {
-            (ModelSpec::Whole(now), ModelSpec::Whole(then)) => {
-                if now.input != then.input {
-                    changed.push("[input]");
-                }
-                if now.preprocess != then.preprocess {
-                    changed.push("[preprocess]");
-                }
-                if now.output != then.output {
-                    changed.push("[output]");
+        let mut changed = changed_sections(got, &want.manifest);
+        if let ModelSpec::Fusion(_) = &got.spec {
+            let now: Vec<&ModelManifest> = model.parts.iter().map(|p| &p.manifest).collect();
+            if now.len() != want.parts.len() {
+                changed.push("parts");
+            } else {
+                for (n, t) in now.iter().zip(&want.parts) {
+                    changed.extend(changed_sections(n, t));
                 }
             }
-            (ModelSpec::Face(now), ModelSpec::Face(then)) => {
-                if now.detector != then.detector {
-                    changed.push("[detector]");
-                }
-                if now.embedder != then.embedder {
-                    changed.push("[embedder]");
-                }
-            }
-            _ => changed.push("kind"),
         }
         if !changed.is_empty() {
             return Err(Error::config(
@@ -282,12 +274,22 @@ impl Bundle {
                 Some("restore the manifest the bundle was trained with (a copy is inside the bundle), or re-run `qcyn fit`".into()),
             ));
         }
-        if let Some(out) = got.whole().map(|w| &w.output) {
-            if out.dim != self.head.dim {
+        let dim = match &got.spec {
+            ModelSpec::Fusion(_) => Some(
+                model
+                    .parts
+                    .iter()
+                    .filter_map(|p| p.manifest.whole().map(|w| w.output.dim))
+                    .sum(),
+            ),
+            _ => got.whole().map(|w| w.output.dim),
+        };
+        if let Some(dim) = dim {
+            if dim != self.head.dim {
                 return Err(Error::config(
                     format!(
                         "model `{}` gives {}-D features but the head expects {}",
-                        want.name, out.dim, self.head.dim
+                        want.name, dim, self.head.dim
                     ),
                     Some("re-run `qcyn fit`".into()),
                 ));
@@ -295,6 +297,39 @@ impl Bundle {
         }
         Ok(())
     }
+}
+
+/// The sections of a manifest that differ from the one a bundle was trained with.
+fn changed_sections(got: &ModelManifest, then: &ModelManifest) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    match (&got.spec, &then.spec) {
+        (ModelSpec::Whole(now), ModelSpec::Whole(then)) => {
+            if now.input != then.input {
+                changed.push("[input]");
+            }
+            if now.preprocess != then.preprocess {
+                changed.push("[preprocess]");
+            }
+            if now.output != then.output {
+                changed.push("[output]");
+            }
+        }
+        (ModelSpec::Face(now), ModelSpec::Face(then)) => {
+            if now.detector != then.detector {
+                changed.push("[detector]");
+            }
+            if now.embedder != then.embedder {
+                changed.push("[embedder]");
+            }
+        }
+        (ModelSpec::Fusion(now), ModelSpec::Fusion(then)) => {
+            if now.parts != then.parts {
+                changed.push("parts");
+            }
+        }
+        _ => changed.push("kind"),
+    }
+    changed
 }
 
 /// Where a bundle lives: `--out DIR` holds `bundle.json` and its reports; a path ending in

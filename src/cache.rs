@@ -99,6 +99,16 @@ impl FeatureCache {
         })
     }
 
+    /// The cache of another model's features in the same root (a fused model's parts).
+    pub fn sibling(&self, id: &crate::pipeline::CacheIdentity) -> Result<FeatureCache> {
+        FeatureCache::open(&self.root, &id.model, &id.sha256, &id.preprocess_id)
+    }
+
+    /// The cache root (every model's folder is inside it).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The folder holding this model's entries.
     pub fn dir(&self) -> &Path {
         &self.dir

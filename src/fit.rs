@@ -268,7 +268,7 @@ pub(crate) enum Use {
 
 pub(crate) fn training_vector(kind: ModelKind, embeddings: &[Embedding]) -> Use {
     match kind {
-        ModelKind::Whole => match embeddings.first() {
+        ModelKind::Whole | ModelKind::Fusion => match embeddings.first() {
             Some(e) => Use::Vector(e.vector.clone()),
             None => Use::NoFace,
         },
@@ -400,7 +400,19 @@ pub fn fit(
         "fitting the head on {} training vectors",
         train_x.len()
     ));
-    let fitted = crate::head::fit(to_matrix(&train_x).view(), &train_y, &opts.params)?;
+    // A fused model: each part's weight is chosen with the L2 strength, by cross-validation.
+    let params = match kind {
+        ModelKind::Fusion => opts.params.with_part_dims(
+            pipeline
+                .model
+                .parts
+                .iter()
+                .filter_map(|p| p.manifest.whole().map(|w| w.output.dim))
+                .collect(),
+        ),
+        _ => opts.params.clone(),
+    };
+    let fitted = crate::head::fit(to_matrix(&train_x).view(), &train_y, &params)?;
     let fit_seconds = start.elapsed().as_secs_f64();
 
     let validation = if val_x.is_empty() {
@@ -433,7 +445,7 @@ pub fn fit(
             let refit = crate::head::fit(
                 to_matrix(&train_x).view(),
                 &train_y,
-                &opts.params.with_class_weight(other),
+                &params.with_class_weight(other),
             )?;
             let proba = refit.head.predict_proba(to_matrix(&val_x).view());
             let o = crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?;

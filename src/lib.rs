@@ -15,7 +15,8 @@
 //! - [`models`]: manifests (typed per kind); [`preprocess`]: decode, resize, normalise.
 //! - [`features`]: what a backbone gives ([`features::Embedding`], [`features::FaceBox`]);
 //!   [`pipeline`]: the Prepare/Run halves of every extractor and its cache identity.
-//! - [`backbone`]: ONNX Runtime sessions and whole-image models; [`face`]: detect → align → embed.
+//! - [`backbone`]: ONNX Runtime sessions and whole-image models; [`face`]: detect → align → embed;
+//!   [`fusion`]: several whole-image models as one (each part unit length, concatenated).
 //! - [`cache`]: features on disk; [`extract`]: opens a pipeline by kind and runs it through the
 //!   cache, decoding overlapped with inference; [`dups`]: near-duplicate groups (content,
 //!   perceptual hash, cached features), which a grouped split keeps on one side.
@@ -44,6 +45,7 @@ pub mod extract;
 pub mod face;
 pub mod features;
 pub mod fit;
+pub mod fusion;
 pub mod head;
 pub mod metrics;
 pub mod models;

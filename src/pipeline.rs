@@ -15,18 +15,24 @@ use crate::models::Model;
 use crate::preprocess::ImageProblem;
 
 /// An image made ready for a backbone by a worker thread.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Prepared {
     /// A normalised input tensor (whole-image models).
     Tensor(Vec<f32>),
     /// A decoded image (face models detect, align and crop it themselves).
     Image(Arc<RgbImage>),
+    /// One prepared input per part of a fused model, in the parts' order.
+    Parts(Vec<Prepared>),
 }
 
 /// The worker-thread half of a feature extractor: bytes → [`Prepared`].
 pub trait Prepare: Send + Sync {
     /// Decodes and prepares one image.
     fn prepare(&self, bytes: &[u8]) -> Result<Prepared, ImageProblem>;
+    /// A fused model's parts' preparers (`None` for a single model).
+    fn parts(&self) -> Option<&[Arc<dyn Prepare>]> {
+        None
+    }
 }
 
 /// The backbone half of a feature extractor, run on one thread.
@@ -38,6 +44,11 @@ pub trait Run {
     /// Runs `n` images already laid out as one input tensor, discarding the output: the backbone
     /// alone, as `bench` measures it. `None` when the runner takes no such input (face models).
     fn run_tensor(&mut self, _batch: &[f32], _n: usize) -> Option<Result<()>> {
+        None
+    }
+    /// A fused model's parts' runners, each with the cache identity of its features (`None` for
+    /// a single model), so that each part's features are cached on their own.
+    fn parts_mut(&mut self) -> Option<Vec<(&CacheIdentity, &mut dyn Run)>> {
         None
     }
 }

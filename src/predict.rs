@@ -262,7 +262,7 @@ fn predict_one(
         let r = proba.row(row);
         (0..r.len()).fold(0, |best, i| if r[i] > r[best] { i } else { best })
     };
-    if kind == ModelKind::Whole {
+    if kind != ModelKind::Face {
         let p = proba.row(0).to_vec();
         return Ok(Prediction {
             path: path.to_path_buf(),

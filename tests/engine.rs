@@ -692,7 +692,7 @@ fn large_jpegs_decode_reduced_with_nearly_the_same_tensor() {
 
 #[test]
 fn xception71_is_the_default_once_its_pretrained_weights_are_installed() {
-    use qcyn::models::{default_model_name, Registry};
+    use qcyn::models::{default_model, Registry};
     let dir = Dir::new();
     let fixtures = project().join("tests/fixtures/models");
     std::fs::create_dir_all(dir.path("models")).unwrap();
@@ -707,26 +707,24 @@ fn xception71_is_the_default_once_its_pretrained_weights_are_installed() {
             );
         std::fs::write(dir.path(&format!("models/{name}.toml")), text).unwrap();
     };
+    let default = || default_model(&Registry::load(&dir.path("models")).unwrap()).name;
     write("mobilenetv2", false);
     write("xception71", true);
-    let registry = Registry::load(&dir.path("models")).unwrap();
     assert_eq!(
-        default_model_name(&registry),
+        default(),
         "mobilenetv2",
         "random weights are never the default"
     );
+    write("xception", false);
+    assert_eq!(
+        default(),
+        "xception+mobilenetv2",
+        "without pretrained Xception71, the fusion of the two pretrained models"
+    );
     write("xception71", false);
-    let registry = Registry::load(&dir.path("models")).unwrap();
-    assert_eq!(default_model_name(&registry), "xception71");
-    // The real project: offline, Xception71 has random weights, so MobileNetV2 is the default.
-    let (json, code, _) = Dir::new().json(&["models"]);
-    assert_eq!(code, 0);
-    let default: Vec<&str> = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["default"] == true)
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(default, ["mobilenetv2"]);
+    assert_eq!(default(), "xception71");
+    // A part with random weights makes a fusion random, and so never the default.
+    write("xception71", true);
+    write("xception", true);
+    assert_eq!(default(), "mobilenetv2");
 }

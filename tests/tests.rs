@@ -5,5 +5,7 @@ mod compare;
 mod dups;
 mod engine;
 mod face;
+mod fusion;
 mod pure;
+mod scripts;
 mod workflow;

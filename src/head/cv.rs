@@ -47,6 +47,13 @@ pub struct CvReport {
     pub grid: Vec<CvPoint>,
     /// The strength chosen.
     pub chosen_l2: f32,
+    /// A fused model's part weights tried, each with its best pooled out-of-fold log loss
+    /// (empty for one model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_weights_tried: Vec<(Vec<f32>, f64)>,
+    /// The part weights chosen (lowest log loss; ties go to equal weights, tried first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_weights: Vec<f32>,
 }
 
 /// Chooses the L2 strength from `grid` (sorted strong to weak, no duplicates) by stratified
@@ -92,6 +99,8 @@ pub(super) fn choose_l2(
         class_weight: params.class_weight,
         chosen_l2: points[best].l2,
         grid: points,
+        part_weights_tried: Vec::new(),
+        part_weights: Vec::new(),
     };
     (grid[best], mean_theta.swap_remove(best), report)
 }

@@ -48,6 +48,7 @@ pub use cv::{CvPoint, CvReport};
 pub use lbfgs::SolverStats;
 pub use params::{
     ClassWeight, HeadError, SoftmaxParams, SoftmaxValidParams, DEFAULT_L2_GRID, DEFAULT_TOL,
+    PART_WEIGHT_FACTORS,
 };
 
 use objective::{argmax, standardisation, standardise, Trainer};
@@ -211,6 +212,23 @@ impl<D: Data<Elem = f32>, T: AsSingleTargets<Elem = usize>> Fit<ArrayBase<D, Ix2
     }
 }
 
+/// The part weights tried for `parts` parts: all 1 first, then each part at each of
+/// [`PART_WEIGHT_FACTORS`] with the others at 1 (none for fewer than two parts).
+fn part_weight_candidates(parts: usize) -> Vec<Vec<f32>> {
+    if parts < 2 {
+        return vec![vec![1.0; parts]];
+    }
+    let mut out = vec![vec![1.0; parts]];
+    for k in 0..parts {
+        for &f in &params::PART_WEIGHT_FACTORS {
+            let mut w = vec![1.0; parts];
+            w[k] = f;
+            out.push(w);
+        }
+    }
+    out
+}
+
 /// Fits a head on features `x` (one row per sample) with labels `y` (class indices): chooses the
 /// L2 strength by cross-validation when the grid has several, then refits on everything.
 pub fn fit(
@@ -248,12 +266,62 @@ pub fn fit(
         });
     }
 
-    let (mean, scale) = standardisation(x);
+    let (mean, base_scale) = standardisation(x);
+    let dims = &params.part_dims;
+    if !dims.is_empty() && dims.iter().sum::<usize>() != d {
+        return Err(HeadError::PartDims {
+            dims: dims.clone(),
+            sum: dims.iter().sum(),
+            dim: d,
+        });
+    }
+    // A fused model's parts: each weighting tried by the same cross-validation (ties go to the
+    // first, equal weights); a part's weight divides its features' scale, so the head applies it
+    // when it predicts.
+    let candidates = part_weight_candidates(dims.len());
+    let scaled = |w: &[f32]| -> Vec<f32> {
+        let mut scale = base_scale.clone();
+        let mut start = 0;
+        for (&len, &wk) in dims.iter().zip(w) {
+            for s in &mut scale[start..start + len] {
+                *s /= wk;
+            }
+            start += len;
+        }
+        scale
+    };
+    let mut tried = Vec::new();
+    let mut best_weights = candidates.first().cloned().unwrap_or_default();
+    if cv_wanted && candidates.len() > 1 {
+        let mut best_loss = f64::INFINITY;
+        for w in &candidates {
+            let xs = standardise(x, &mean, &scaled(w));
+            let trainer = Trainer::new(&xs, y, k, params);
+            let (_, _, report) = cv::choose_l2(&trainer, params, &grid, (min_class, min_count));
+            let loss = report
+                .grid
+                .iter()
+                .map(|p| p.log_loss)
+                .fold(f64::INFINITY, f64::min);
+            if loss < best_loss {
+                best_loss = loss;
+                best_weights = w.clone();
+            }
+            tried.push((w.clone(), loss));
+        }
+    }
+    let scale = scaled(&best_weights);
     let xs = standardise(x, &mean, &scale);
 
     let trainer = Trainer::new(&xs, y, k, params);
     let (chosen, init, cv) = if cv_wanted {
-        let (l2, init, report) = cv::choose_l2(&trainer, params, &grid, (min_class, min_count));
+        let (l2, init, mut report) = cv::choose_l2(&trainer, params, &grid, (min_class, min_count));
+        report.part_weights_tried = tried;
+        report.part_weights = if dims.is_empty() {
+            Vec::new()
+        } else {
+            best_weights
+        };
         (l2, Some(init), Some(report))
     } else {
         (grid[0], None, None)

@@ -11,6 +11,12 @@ pub const DEFAULT_L2_GRID: [f32; 5] = [100.0, 10.0, 1.0, 0.1, 0.01];
 /// weakly regularised fits otherwise stop early enough to change which strength wins.
 pub const DEFAULT_TOL: f32 = 1e-5;
 
+/// Weights tried for the parts of a fused model's features (see
+/// [`SoftmaxParams::part_dims`]): every part at 1, then each part in turn at 2 and at 4 (the others
+/// at 1). A part's weight multiplies its standardised features, so it is that part's share of the
+/// L2 penalty that changes: weight 2 is a penalty 4× weaker on that part.
+pub const PART_WEIGHT_FACTORS: [f32; 2] = [2.0, 4.0];
+
 /// How training samples are weighted in the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +93,16 @@ pub enum HeadError {
         /// The features' dimension.
         found: usize,
     },
+    /// A fused model's part dimensions do not add up to the features' dimension.
+    #[error("the parts' dimensions {dims:?} add up to {sum}, but the features have {dim}")]
+    PartDims {
+        /// The parts' dimensions.
+        dims: Vec<usize>,
+        /// Their sum.
+        sum: usize,
+        /// The features' dimension.
+        dim: usize,
+    },
     /// An error reported by linfa.
     #[error(transparent)]
     Linfa(#[from] linfa::Error),
@@ -116,6 +132,9 @@ pub struct SoftmaxValidParams {
     pub(super) max_iter: usize,
     pub(super) tol: f32,
     pub(super) n_classes: Option<usize>,
+    /// Dimensions of a fused model's parts, in order (empty: one block, no part weights).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) part_dims: Vec<usize>,
 }
 
 impl SoftmaxValidParams {
@@ -142,6 +161,18 @@ impl SoftmaxValidParams {
     /// Gradient tolerance (max-abs gradient of the per-sample mean objective).
     pub fn tol(&self) -> f32 {
         self.tol
+    }
+    /// Dimensions of a fused model's parts (empty for one model).
+    pub fn part_dims_of(&self) -> &[usize] {
+        &self.part_dims
+    }
+    /// The same hyperparameters for a fused model's features with parts of `dims` (their sum is
+    /// checked against the features when fitting).
+    pub fn with_part_dims(&self, dims: Vec<usize>) -> SoftmaxValidParams {
+        SoftmaxValidParams {
+            part_dims: dims,
+            ..self.clone()
+        }
     }
     /// The same hyperparameters with another class weighting (still valid: weighting is not
     /// checked).
@@ -170,6 +201,7 @@ impl Default for SoftmaxParams {
             max_iter: 300,
             tol: DEFAULT_TOL,
             n_classes: None,
+            part_dims: Vec::new(),
         })
     }
 }
@@ -191,6 +223,12 @@ impl SoftmaxParams {
     /// Number of stratified folds (reduced, with a note, to the smallest class's count).
     pub fn folds(mut self, folds: usize) -> Self {
         self.0.folds = folds;
+        self
+    }
+    /// The dimensions of a fused model's parts, in feature order: the part weights
+    /// ([`PART_WEIGHT_FACTORS`]) are then chosen by the same cross-validation as the L2 strength.
+    pub fn part_dims(mut self, dims: Vec<usize>) -> Self {
+        self.0.part_dims = dims;
         self
     }
     /// Class weighting.

@@ -42,13 +42,13 @@ impl Ctx {
         Ok(Registry::load(&dir)?)
     }
 
-    /// The model asked for, or the default: Xception71 (the tutorial's) when its pretrained
-    /// weights are installed, else MobileNetV2.
+    /// The model asked for, or the default ([`qcyn::models::default_model`]: Xception71 when its
+    /// pretrained weights are installed, else the fusion of Xception and MobileNetV2).
     fn model_or_default(&self, name: Option<&str>) -> Result<Model> {
         let registry = self.registry()?;
         match name {
             Some(name) => Ok(registry.get(name)?),
-            None => Ok(registry.get(qcyn::models::default_model_name(&registry))?),
+            None => Ok(registry.get(&qcyn::models::default_model(&registry).name)?),
         }
     }
 

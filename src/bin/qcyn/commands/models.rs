@@ -13,12 +13,12 @@ pub(super) fn run(ctx: &Ctx) -> Result<ExitCode> {
         print_json(&rows)?;
     } else {
         println!(
-            "{:<20} {:<16} {:>6}  {:<9} {:<7} licence",
+            "{:<22} {:<16} {:>6}  {:<9} {:<7} licence",
             "name", "input", "dim", "available", "weights"
         );
         for r in &rows {
             println!(
-                "{:<20} {:<16} {:>6}  {:<9} {:<7} {}",
+                "{:<22} {:<16} {:>6}  {:<9} {:<7} {}",
                 format!("{}{}", r.name, if r.default { " *" } else { "" }),
                 r.input,
                 r.feature_dim,
@@ -35,6 +35,14 @@ pub(super) fn run(ctx: &Ctx) -> Result<ExitCode> {
             "* the default model; models folder: {}",
             registry.dir.display()
         );
+        if let Some(d) = rows.iter().find(|r| r.default) {
+            println!(
+                "default: {} ({})",
+                d.name,
+                d.default_reason.as_deref().unwrap_or("")
+            );
+        }
+        println!("speed: mobilenetv2 is about 8x faster than xception and 10x faster than the fusion (see `qcyn bench`); fuse any whole-image models with `--model a+b`");
         if rows.iter().any(|r| !r.available) {
             println!(
                 "missing files are built by {}",

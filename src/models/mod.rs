@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+mod registry;
+pub use registry::{default_model, DefaultModel, ModelFile, ModelSummary, Registry};
+
 /// What kind of feature extractor a manifest describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +22,8 @@ pub enum ModelKind {
     Whole,
     /// Detect → align → embed: zero, one or several vectors per image, one per face.
     Face,
+    /// Several whole-image models: each part's features scaled to unit length, then concatenated.
+    Fusion,
 }
 
 /// A backbone manifest (`models/<name>.toml`), validated: a whole-image model always has its file,
@@ -54,6 +59,16 @@ pub enum ModelSpec {
     Whole(WholeSpec),
     /// Detect → align → embed, one vector per face.
     Face(FaceSpec),
+    /// Whole-image models fused: the names of its parts, resolved by the [`Registry`] into
+    /// [`Model::parts`].
+    Fusion(FusionSpec),
+}
+
+/// A fused model: the whole-image models it concatenates, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusionSpec {
+    /// Names of the parts (models in the same models folder), at least two.
+    pub parts: Vec<String>,
 }
 
 /// A whole-image model: one ONNX graph and how to feed it.
@@ -86,6 +101,7 @@ impl ModelManifest {
         match self.spec {
             ModelSpec::Whole(_) => ModelKind::Whole,
             ModelSpec::Face(_) => ModelKind::Face,
+            ModelSpec::Fusion(_) => ModelKind::Fusion,
         }
     }
 
@@ -93,7 +109,7 @@ impl ModelManifest {
     pub fn whole(&self) -> Option<&WholeSpec> {
         match &self.spec {
             ModelSpec::Whole(w) => Some(w),
-            ModelSpec::Face(_) => None,
+            _ => None,
         }
     }
 
@@ -101,7 +117,7 @@ impl ModelManifest {
     pub fn face(&self) -> Option<&FaceSpec> {
         match &self.spec {
             ModelSpec::Face(f) => Some(f),
-            ModelSpec::Whole(_) => None,
+            _ => None,
         }
     }
 
@@ -141,6 +157,8 @@ pub struct RawManifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     embedder: Option<EmbedderSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    parts: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<toml::Table>,
 }
 
@@ -148,7 +166,29 @@ impl TryFrom<RawManifest> for ModelManifest {
     type Error = String;
 
     fn try_from(r: RawManifest) -> std::result::Result<Self, String> {
+        if r.kind != ModelKind::Fusion && r.parts.is_some() {
+            return Err("only a fused model has `parts`; add `kind = \"fusion\"`".into());
+        }
         let spec = match r.kind {
+            ModelKind::Fusion => {
+                if r.file.is_some()
+                    || r.input.is_some()
+                    || r.preprocess.is_some()
+                    || r.output.is_some()
+                    || r.detector.is_some()
+                    || r.embedder.is_some()
+                {
+                    return Err("a fused model has only `parts` (the names of whole-image models): no `file`, [input], [preprocess], [output], [detector] or [embedder]".into());
+                }
+                let parts = r.parts.unwrap_or_default();
+                if parts.len() < 2 {
+                    return Err(format!(
+                        "a fused model needs at least two `parts`, found {}",
+                        parts.len()
+                    ));
+                }
+                ModelSpec::Fusion(FusionSpec { parts })
+            }
             ModelKind::Whole => {
                 if r.detector.is_some() || r.embedder.is_some() {
                     return Err("a whole-image model has no [detector] or [embedder]; add `kind = \"face\"` for a face model".into());
@@ -216,6 +256,7 @@ impl From<ModelManifest> for RawManifest {
             output: None,
             detector: None,
             embedder: None,
+            parts: None,
             source: m.source,
         };
         match m.spec {
@@ -230,6 +271,7 @@ impl From<ModelManifest> for RawManifest {
                 r.detector = Some(f.detector);
                 r.embedder = Some(f.embedder);
             }
+            ModelSpec::Fusion(f) => r.parts = Some(f.parts),
         }
         r
     }
@@ -456,6 +498,8 @@ pub struct Model {
     pub manifest: ModelManifest,
     /// The manifest file.
     pub manifest_path: PathBuf,
+    /// A fused model's parts, resolved (empty for other kinds).
+    pub parts: Vec<Model>,
 }
 
 impl Model {
@@ -473,6 +517,7 @@ impl Model {
         Ok(Model {
             manifest,
             manifest_path: path.to_path_buf(),
+            parts: Vec::new(),
         })
     }
 
@@ -496,9 +541,10 @@ impl Model {
     }
 
     /// Every ONNX file the model runs, resolved, with its pinned sha256: one for a whole-image
-    /// model, the detector and the embedder for a face model.
+    /// model, the detector and the embedder for a face model, every part's for a fused model.
     pub fn files(&self) -> Vec<(PathBuf, Option<String>)> {
         match &self.manifest.spec {
+            ModelSpec::Fusion(_) => self.parts.iter().flat_map(|p| p.files()).collect(),
             ModelSpec::Whole(w) => vec![(self.resolve(&w.file), w.sha256.clone())],
             ModelSpec::Face(f) => vec![
                 (
@@ -514,133 +560,9 @@ impl Model {
     }
 }
 
-/// All manifests in a models folder.
-#[derive(Debug, Clone)]
-pub struct Registry {
-    /// The folder searched.
-    pub dir: PathBuf,
-    /// Models sorted by name.
-    pub models: Vec<Model>,
-}
-
-impl Registry {
-    /// Reads every `*.toml` manifest in `dir`.
-    pub fn load(dir: &Path) -> Result<Registry> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| Error::io("cannot read models folder", dir, e))?;
-        let mut models = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("cannot read models folder", dir, e))?;
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                models.push(Model::load(&path)?);
-            }
-        }
-        models.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
-        Ok(Registry {
-            dir: dir.to_path_buf(),
-            models,
-        })
-    }
-
-    /// Finds a model by name, or reads a manifest given as a path.
-    pub fn get(&self, name: &str) -> Result<Model> {
-        if name.ends_with(".toml") {
-            return Model::load(Path::new(name));
-        }
-        self.models.iter().find(|m| m.manifest.name == name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = self.models.iter().map(|m| m.manifest.name.as_str()).collect();
-            Error::config(
-                format!("unknown model `{name}` (models folder {})", self.dir.display()),
-                Some(format!("known models: {}; `qcyn models` lists them, or pass a manifest path ending in .toml", known.join(", "))),
-            )
-        })
-    }
-}
-
-/// One row of `qcyn models`: what a manifest names and whether its files are installed.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelSummary {
-    /// Model name.
-    pub name: String,
-    /// Whole-image or face.
-    pub kind: ModelKind,
-    /// The first ONNX file (the only one of a whole-image model).
-    pub path: Option<PathBuf>,
-    /// Its pinned sha256.
-    pub sha256: Option<String>,
-    /// Every ONNX file with its pinned sha256.
-    pub files: Vec<ModelFile>,
-    /// Whether this is the default model.
-    pub default: bool,
-    /// Whether every file is installed.
-    pub available: bool,
-    /// True when the weights are random (latency only).
-    pub random_weights: bool,
-    /// Input size, e.g. `224x224`, or `112x112 faces`.
-    pub input: String,
-    /// Feature dimension.
-    pub feature_dim: usize,
-    /// Licence of the weights.
-    pub licence: String,
-    /// Where the weights come from.
-    pub source: Option<toml::Table>,
-    /// One line about the model.
-    pub description: String,
-    /// The manifest file.
-    pub manifest: PathBuf,
-}
-
-/// An ONNX file of a model.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelFile {
-    /// Where it is (resolved).
-    pub path: PathBuf,
-    /// Its pinned sha256.
-    pub sha256: Option<String>,
-}
-
-impl Registry {
-    /// One summary per model, in name order, the default marked.
-    pub fn summaries(&self) -> Vec<ModelSummary> {
-        let default = default_model_name(self);
-        self.models
-            .iter()
-            .map(|m| {
-                let man = &m.manifest;
-                let files: Vec<ModelFile> = m
-                    .files()
-                    .into_iter()
-                    .map(|(path, sha256)| ModelFile { path, sha256 })
-                    .collect();
-                let (input, feature_dim) = match &man.spec {
-                    ModelSpec::Whole(w) => (
-                        format!("{}x{}", w.input.width, w.input.height),
-                        w.output.dim,
-                    ),
-                    ModelSpec::Face(f) => {
-                        (format!("{0}x{0} faces", f.embedder.size), f.embedder.dim)
-                    }
-                };
-                ModelSummary {
-                    name: man.name.clone(),
-                    kind: man.kind(),
-                    path: files.first().map(|f| f.path.clone()),
-                    sha256: files.first().and_then(|f| f.sha256.clone()),
-                    available: files.iter().all(|f| f.path.is_file()),
-                    files,
-                    default: man.name == default,
-                    random_weights: man.random_weights,
-                    input,
-                    feature_dim,
-                    licence: man.licence.clone(),
-                    source: man.source.clone(),
-                    description: man.description.clone(),
-                    manifest: m.manifest_path.clone(),
-                }
-            })
-            .collect()
-    }
+/// A name that fuses models: `xception+mobilenetv2`.
+pub fn is_fused_name(name: &str) -> bool {
+    name.contains('+')
 }
 
 /// Checks that a model file exists and, when `expected` is given, that its sha256 is the one its
@@ -677,21 +599,6 @@ pub fn verify_file(
             ),
         )),
         _ => Ok(actual),
-    }
-}
-
-/// The default backbone: `xception71` (the tutorial's) when a manifest with pretrained weights and
-/// its file are installed, else `mobilenetv2`.
-pub fn default_model_name(registry: &Registry) -> &'static str {
-    let xception_ready = registry.models.iter().any(|m| {
-        m.manifest.name == "xception71"
-            && !m.manifest.random_weights
-            && m.onnx_path().is_some_and(|p| p.is_file())
-    });
-    if xception_ready {
-        "xception71"
-    } else {
-        "mobilenetv2"
     }
 }
 
