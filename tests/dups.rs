@@ -247,16 +247,30 @@ fn photo(seed: u32, tint: [u8; 3]) -> RgbImage {
         2.0 + (seed / 5 % 3) as f32,
         seed as f32 * 0.9,
     );
-    RgbImage::from_fn(72, 56, |x, y| {
-        let (fx, fy) = (x as f32 / 72.0, y as f32 / 56.0);
-        let v = 0.5 + 0.45 * (a * 3.1 * fx + c).sin() * (b * 2.3 * fy + fx * a).cos();
+    // Fine texture of its own (a seeded value noise in 6-pixel cells), as every photo has.
+    let cell = |i: u32, j: u32| {
+        let h = (i.wrapping_mul(73_856_093)
+            ^ j.wrapping_mul(19_349_663)
+            ^ seed.wrapping_mul(83_492_791))
+        .wrapping_mul(2_654_435_761);
+        (h >> 24) as f32 / 255.0 - 0.5
+    };
+    RgbImage::from_fn(160, 120, |x, y| {
+        let (fx, fy) = (x as f32 / 160.0, y as f32 / 120.0);
+        let (gx, gy) = (x as f32 / 6.0, y as f32 / 6.0);
+        let (i, j) = (gx as u32, gy as u32);
+        let (tx, ty) = (gx.fract(), gy.fract());
+        let noise = (cell(i, j) * (1.0 - tx) + cell(i + 1, j) * tx) * (1.0 - ty)
+            + (cell(i, j + 1) * (1.0 - tx) + cell(i + 1, j + 1) * tx) * ty;
+        let v = 0.5 + 0.3 * (a * 3.1 * fx + c).sin() * (b * 2.3 * fy + fx * a).cos() + 0.35 * noise;
+        let v = v.clamp(0.0, 1.0);
         Rgb(tint.map(|t| (v * t as f32 + (1.0 - v) * 245.0) as u8))
     })
 }
 
 /// The tutorial's augmented copies of one photo: flipped, half size, re-encoded as JPEG.
 fn copies(img: &RgbImage) -> Vec<(&'static str, Vec<u8>)> {
-    let half = imageops::resize(img, 36, 28, imageops::FilterType::Triangle);
+    let half = imageops::resize(img, 80, 60, imageops::FilterType::Triangle);
     vec![
         ("orig.png", png(img)),
         ("flip.png", png(&imageops::flip_horizontal(img))),

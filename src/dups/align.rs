@@ -366,8 +366,9 @@ fn solve6(mut m: [[f64; 6]; 6], mut v: [f64; 6]) -> Option<[f64; 6]> {
         v.swap(col, pivot);
         for row in col + 1..6 {
             let f = m[row][col] / m[col][col];
-            for k in col..6 {
-                m[row][k] -= f * m[col][k];
+            let pivot_row = m[col];
+            for (dst, src) in m[row].iter_mut().zip(pivot_row).skip(col) {
+                *dst -= f * src;
             }
             v[row] -= f * v[col];
         }
