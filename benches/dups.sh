@@ -12,7 +12,8 @@
 #   - the cost per image beyond cached features (content key + perceptual hash; comparing).
 #
 #   benches/dups.sh MODEL [DATA...]        e.g. benches/dups.sh mobilenetv2 ../shared/data/hymenoptera
-# Env: DUPS_HASH (default 10) and DUPS_COSINE (default: the model manifest's near_duplicate_cosine)
+# Env: DUPS_HASH (default 24), DUPS_COSINE (default: the model manifest's near_duplicate_cosine),
+# DUPS_NCC and DUPS_DETAIL (default 0.9 each)
 # are the thresholds the summary uses; a grid around them is printed too. DUPS_EVIDENCE=FILE keeps
 # the per-image evidence (to try other rules with benches/dups_measure.py).
 set -euo pipefail
@@ -29,4 +30,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
   "$model" "$tmp/synthetic" "$@") >"$tmp/evidence.jsonl"
 cosine="${DUPS_COSINE:-$(sed -n 's/^near_duplicate_cosine *= *\([0-9.]*\).*/\1/p' "$REPO/models/$model.toml")}"
 [ -z "${DUPS_EVIDENCE:-}" ] || cp "$tmp/evidence.jsonl" "$DUPS_EVIDENCE"
-"$PY" "$REPO/benches/dups_measure.py" "$tmp/evidence.jsonl" "${DUPS_HASH:-10}" "${cosine:-none}"
+"$PY" "$REPO/benches/dups_measure.py" "$tmp/evidence.jsonl" "${DUPS_HASH:-24}" "${cosine:-none}" "${DUPS_NCC:-0.9}" "${DUPS_DETAIL:-0.9}"
