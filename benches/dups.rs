@@ -124,7 +124,6 @@ fn main() {
                     "cosine": p.cosine,
                     "ncc": p.ncc,
                     "detail": p.alignment.map(|al| al.detail_ncc),
-                    "block": p.alignment.map(|al| al.worst_block),
                 }})
             );
         }

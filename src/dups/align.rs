@@ -81,9 +81,6 @@ pub struct Alignment {
     /// NCC of the fine detail (each pixel minus the mean of its 3×3 neighbourhood) at 64×64:
     /// edges of eyes, mouths and leaves, which move between two shots of one scene.
     pub detail_ncc: f32,
-    /// The lowest NCC of the 4×4 blocks of the overlap that have structure (a copy agrees
-    /// everywhere; a second shot differs somewhere).
-    pub worst_block: f32,
     /// Whether the second image is mirrored relative to the first.
     pub flipped: bool,
 }
@@ -109,89 +106,88 @@ fn sample(px: &[f32], n: usize, x: f32, y: f32) -> Option<f32> {
     Some(top * (1.0 - ty) + bottom * ty)
 }
 
+/// Running sums of a pair of signals, for their normalised cross-correlation.
+#[derive(Default)]
+struct Moments {
+    sa: f64,
+    sb: f64,
+    saa: f64,
+    sbb: f64,
+    sab: f64,
+    n: usize,
+}
+
+impl Moments {
+    fn add(&mut self, a: f32, b: f32) {
+        let (a, b) = (a as f64, b as f64);
+        self.sa += a;
+        self.sb += b;
+        self.saa += a * a;
+        self.sbb += b * b;
+        self.sab += a * b;
+        self.n += 1;
+    }
+
+    /// The NCC, or 0 with fewer than 8 samples or when either signal's standard deviation is
+    /// below `min_std` (too flat for a correlation to mean anything).
+    fn ncc(&self, min_std: f32) -> f32 {
+        if self.n < 8 {
+            return 0.0;
+        }
+        let c = self.n as f64;
+        let va = self.saa / c - (self.sa / c).powi(2);
+        let vb = self.sbb / c - (self.sb / c).powi(2);
+        let min = (min_std as f64).powi(2);
+        if va < min || vb < min {
+            return 0.0;
+        }
+        ((self.sab / c - self.sa / c * self.sb / c) / (va * vb).sqrt()) as f32
+    }
+}
+
+/// `a` sampled at every pixel of `b` warped onto it, row-major at level `l` (`None` outside `a`).
+/// An iterator, so that the coarse search allocates nothing per hypothesis.
+fn warp_onto<'t>(a: &'t Thumb, l: usize, w: &'t Warp) -> impl Iterator<Item = Option<f32>> + 't {
+    let n = LEVELS[l];
+    let pa = a.level(l);
+    (0..n * n).map(move |k| {
+        let (i, j) = (k % n, k / n);
+        let (x, y) = ((i as f32 + 0.5) / n as f32, (j as f32 + 0.5) / n as f32);
+        sample(
+            pa,
+            n,
+            w[0] * x + w[1] * y + w[4],
+            w[2] * x + w[3] * y + w[5],
+        )
+    })
+}
+
 /// NCC and overlap share (of the second image's pixels) of `b` warped onto `a` at level `l`.
 fn score(a: &Thumb, b: &Thumb, l: usize, w: &Warp) -> (f32, f32) {
     let n = LEVELS[l];
-    let (pa, pb) = (a.level(l), b.level(l));
-    let (mut sa, mut sb, mut saa, mut sbb, mut sab, mut count) =
-        (0f64, 0f64, 0f64, 0f64, 0f64, 0usize);
-    for j in 0..n {
-        let y = (j as f32 + 0.5) / n as f32;
-        for i in 0..n {
-            let x = (i as f32 + 0.5) / n as f32;
-            let Some(va) = sample(
-                pa,
-                n,
-                w[0] * x + w[1] * y + w[4],
-                w[2] * x + w[3] * y + w[5],
-            ) else {
-                continue;
-            };
-            let vb = pb[j * n + i];
-            let (va, vb) = (va as f64, vb as f64);
-            sa += va;
-            sb += vb;
-            saa += va * va;
-            sbb += vb * vb;
-            sab += va * vb;
-            count += 1;
+    let pb = b.level(l);
+    let mut m = Moments::default();
+    for (va, &vb) in warp_onto(a, l, w).zip(pb) {
+        if let Some(va) = va {
+            m.add(va, vb);
         }
     }
-    let share = count as f32 / (n * n) as f32;
-    if count < 8 {
-        return (0.0, share);
-    }
-    let c = count as f64;
-    let va = saa / c - (sa / c).powi(2);
-    let vb = sbb / c - (sb / c).powi(2);
-    let min = (MIN_STD as f64).powi(2);
-    if va < min || vb < min {
-        return (0.0, share);
-    }
-    let ncc = (sab / c - sa / c * sb / c) / (va * vb).sqrt();
-    (ncc as f32, share)
+    (m.ncc(MIN_STD), m.n as f32 / (n * n) as f32)
 }
 
-/// Detail NCC and worst-block NCC (see [`Alignment`]) of `b` warped onto `a` at the finest level.
-fn detail(a: &Thumb, b: &Thumb, w: &Warp) -> (f32, f32) {
+/// NCC, overlap share and detail NCC (see [`Alignment`]) of `b` warped onto `a` at the finest
+/// level, from one sampling.
+fn judge(a: &Thumb, b: &Thumb, w: &Warp) -> (f32, f32, f32) {
     let l = LEVELS.len() - 1;
     let n = LEVELS[l];
-    let (pa, pb) = (a.level(l), b.level(l));
-    let warped: Vec<Option<f32>> = (0..n * n)
-        .map(|k| {
-            let (i, j) = (k % n, k / n);
-            let (x, y) = ((i as f32 + 0.5) / n as f32, (j as f32 + 0.5) / n as f32);
-            sample(
-                pa,
-                n,
-                w[0] * x + w[1] * y + w[4],
-                w[2] * x + w[3] * y + w[5],
-            )
-        })
-        .collect();
-    let ncc = |pairs: &mut dyn Iterator<Item = (f32, f32)>, min_std: f32| -> Option<f32> {
-        let (mut sa, mut sb, mut saa, mut sbb, mut sab, mut c) =
-            (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
-        for (x, y) in pairs {
-            let (x, y) = (x as f64, y as f64);
-            sa += x;
-            sb += y;
-            saa += x * x;
-            sbb += y * y;
-            sab += x * y;
-            c += 1.0;
+    let pb = b.level(l);
+    let warped: Vec<Option<f32>> = warp_onto(a, l, w).collect();
+    let mut whole = Moments::default();
+    for (va, &vb) in warped.iter().zip(pb) {
+        if let Some(va) = *va {
+            whole.add(va, vb);
         }
-        if c < 8.0 {
-            return None;
-        }
-        let va = saa / c - (sa / c).powi(2);
-        let vb = sbb / c - (sb / c).powi(2);
-        let min = (min_std as f64).powi(2);
-        if va < min || vb < min {
-            return None;
-        }
-        Some(((sab / c - sa / c * sb / c) / (va * vb).sqrt()) as f32)
-    };
+    }
     // High-pass: the pixel minus its 3×3 mean, where all nine are inside the overlap.
     let high = |k: usize, img: &dyn Fn(usize) -> Option<f32>| -> Option<f32> {
         let (i, j) = (k % n, k / n);
@@ -206,27 +202,18 @@ fn detail(a: &Thumb, b: &Thumb, w: &Warp) -> (f32, f32) {
         }
         Some(img(k)? - sum / 9.0)
     };
-    let wa = |k: usize| warped[k];
-    let wb = |k: usize| Some(pb[k]);
-    let detail = ncc(
-        &mut (0..n * n).filter_map(|k| Some((high(k, &wa)?, high(k, &wb)?))),
-        0.5,
-    )
-    .unwrap_or(0.0);
-    let side = n / 4;
-    let mut worst = 1.0f32;
-    for bj in 0..4 {
-        for bi in 0..4 {
-            let mut it = (0..side * side).filter_map(|q| {
-                let k = (bj * side + q / side) * n + bi * side + q % side;
-                Some((warped[k]?, pb[k]))
-            });
-            if let Some(v) = ncc(&mut it, 6.0) {
-                worst = worst.min(v);
-            }
+    let (wa, wb) = (|k: usize| warped[k], |k: usize| Some(pb[k]));
+    let mut fine = Moments::default();
+    for k in 0..n * n {
+        if let (Some(x), Some(y)) = (high(k, &wa), high(k, &wb)) {
+            fine.add(x, y);
         }
     }
-    (detail, worst)
+    (
+        whole.ncc(MIN_STD),
+        whole.n as f32 / (n * n) as f32,
+        fine.ncc(0.5),
+    )
 }
 
 /// Share of the smaller image the overlap covers, given the share of the second image's pixels
@@ -388,7 +375,6 @@ pub fn align(a: &Thumb, b: &Thumb) -> Alignment {
         ncc: 0.0,
         overlap: 0.0,
         detail_ncc: 0.0,
-        worst_block: 0.0,
         flipped: false,
     };
     // Every hypothesis refined on the coarse levels; only the best one on the finest.
@@ -405,15 +391,13 @@ pub fn align(a: &Thumb, b: &Thumb) -> Alignment {
     }
     if let Some((_, mut w)) = chosen {
         refine(a, b, finest, &mut w, 2);
-        let (ncc, share) = score(a, b, finest, &w);
+        let (ncc, share, detail_ncc) = judge(a, b, &w);
         let overlap = overlap_of(share, &w);
         if overlap >= MIN_OVERLAP {
-            let (detail_ncc, worst_block) = detail(a, b, &w);
             best = Alignment {
                 ncc,
                 overlap,
                 detail_ncc,
-                worst_block,
                 flipped: w[0] * w[3] - w[1] * w[2] < 0.0,
             };
         }
