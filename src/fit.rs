@@ -144,12 +144,23 @@ pub struct FitOptions {
 pub struct FitReport {
     /// Model name.
     pub model: String,
-    /// Validation accuracy (`null` without validation images).
+    /// The accuracy to expect on photos never seen (`null` without validation images): the
+    /// held-out part's, or, when it holds fewer than
+    /// [`crate::estimate::MIN_HELD_OUT_PHOTOS`] distinct photos, the grouped cross-validated
+    /// [`FitReport::estimate`]'s ([`FitReport::accuracy_from`] says which).
     pub accuracy: Option<f64>,
-    /// Validation macro-F1.
+    /// Macro-F1, from the same source as `accuracy`.
     pub macro_f1: Option<f64>,
-    /// Validation log loss.
+    /// Log loss, from the same source as `accuracy`.
     pub log_loss: Option<f64>,
+    /// Where `accuracy` comes from: `"held_out"` (the validation part), `"grouped_cv"` (the
+    /// estimate) or `"none"`.
+    pub accuracy_from: &'static str,
+    /// The validation part's own accuracy (`null` without validation images).
+    pub held_out_accuracy: Option<f64>,
+    /// The grouped cross-validated estimate, when the held-out part is too few distinct photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<crate::estimate::Estimate>,
     /// Images (or faces) trained on.
     pub n_train: usize,
     /// Images (or faces) validated on.
@@ -160,7 +171,7 @@ pub struct FitReport {
     pub classes: Vec<String>,
     /// Images that went through the backbone in this run (0 when all features were cached).
     pub backbone_runs: u64,
-    /// Validation confusion matrix, rows = true class.
+    /// Validation (held-out part) confusion matrix, rows = true class.
     pub confusion: Vec<Vec<usize>>,
     /// The full validation report (per-class metrics, bias).
     pub validation: Option<Report>,
@@ -309,6 +320,12 @@ pub fn fit(
     let mut no_face = Vec::new();
     let mut ambiguous = Vec::new();
     let mut rows: [(Vec<Vec<f32>>, Vec<usize>); 2] = Default::default();
+    // Each row's near-duplicate unit, when the split kept groups together.
+    let units = data
+        .groups
+        .as_ref()
+        .map(|g| crate::estimate::units(ds.samples.len(), g));
+    let mut row_units: [Vec<usize>; 2] = Default::default();
     for (k, &i) in wanted.iter().enumerate() {
         let part = usize::from(k >= data.split.train.len());
         let Some(embeddings) = &extracted.embeddings[k] else {
@@ -318,6 +335,7 @@ pub fn fit(
             Use::Vector(v) => {
                 rows[part].0.push(v);
                 rows[part].1.push(ds.samples[i].class);
+                row_units[part].push(units.as_ref().map_or(i, |u| u[i]));
             }
             Use::NoFace => no_face.push(ds.samples[i].path.clone()),
             Use::Ambiguous(reason) => ambiguous.push(Skipped {
@@ -412,7 +430,27 @@ pub fn fit(
         ),
         _ => opts.params.clone(),
     };
-    let fitted = crate::head::fit(to_matrix(&train_x).view(), &train_y, &params)?;
+    let train_units = units.is_some().then_some(row_units[0].as_slice());
+    let fitted =
+        crate::head::fit_grouped(to_matrix(&train_x).view(), &train_y, train_units, &params)?;
+    // Too few distinct photos held out to measure on: every photo held out once instead.
+    let estimate = match (kind, units.is_some()) {
+        (ModelKind::Whole | ModelKind::Fusion, true) => {
+            let rows = |p: usize| crate::estimate::Rows {
+                x: if p == 0 { &train_x } else { &val_x },
+                y: if p == 0 { &train_y } else { &val_y },
+                units: &row_units[p],
+            };
+            crate::estimate::when_held_out_is_small(
+                rows(0),
+                rows(1),
+                &ds.classes,
+                &params,
+                fitted.head.l2,
+            )?
+        }
+        _ => None,
+    };
     let fit_seconds = start.elapsed().as_secs_f64();
 
     let validation = if val_x.is_empty() {
@@ -442,9 +480,10 @@ pub fn fit(
                 counts[small],
                 serde_json::to_value(other).expect("serialisable").as_str().unwrap_or("")
             ));
-            let refit = crate::head::fit(
+            let refit = crate::head::fit_grouped(
                 to_matrix(&train_x).view(),
                 &train_y,
+                train_units,
                 &params.with_class_weight(other),
             )?;
             let proba = refit.head.predict_proba(to_matrix(&val_x).view());
@@ -527,9 +566,25 @@ pub fn fit(
     let file = bundle_path(out);
     let report = FitReport {
         model: pipeline.model.manifest.name.clone(),
-        accuracy: validation.as_ref().map(|r| r.accuracy),
-        macro_f1: validation.as_ref().map(|r| r.macro_f1),
-        log_loss: validation.as_ref().map(|r| r.log_loss),
+        accuracy: estimate
+            .as_ref()
+            .map(|e| e.accuracy)
+            .or(validation.as_ref().map(|r| r.accuracy)),
+        macro_f1: estimate
+            .as_ref()
+            .map(|e| e.macro_f1)
+            .or(validation.as_ref().map(|r| r.macro_f1)),
+        log_loss: estimate
+            .as_ref()
+            .map(|e| e.report.log_loss)
+            .or(validation.as_ref().map(|r| r.log_loss)),
+        accuracy_from: match (&estimate, &validation) {
+            (Some(_), _) => "grouped_cv",
+            (None, Some(_)) => "held_out",
+            (None, None) => "none",
+        },
+        held_out_accuracy: validation.as_ref().map(|r| r.accuracy),
+        estimate,
         n_train: train_x.len(),
         n_val: val_x.len(),
         n_test: data.split.test.len(),
@@ -650,9 +705,12 @@ pub fn human(r: &FitReport) -> String {
             let _ = writeln!(s, "note: {note}");
         }
     }
+    if let Some(e) = &r.estimate {
+        let _ = writeln!(s, "\n{}", e.human(r.held_out_accuracy));
+    }
     match &r.validation {
         Some(v) => {
-            let _ = writeln!(s, "\nvalidation:\n{}", v.human());
+            let _ = writeln!(s, "\nvalidation (the held-out part):\n{}", v.human());
         }
         None => {
             let _ = writeln!(s, "no validation images: accuracy is not measured");

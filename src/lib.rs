@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! dataset (scan) ─▶ split ─▶ preprocess ─▶ pipeline ─▶ backbone | face ─▶ cache ─▶ extract
-//!   ─▶ dups ─▶ head ─▶ metrics ─▶ bundle ─▶ fit | eval ─▶ compare | predict;
+//!   ─▶ dups ─▶ head ─▶ metrics ─▶ estimate ─▶ bundle ─▶ fit | eval ─▶ compare | predict;
 //!   bench measures preprocess ─▶ backbone
 //! ```
 //!
@@ -20,7 +20,8 @@
 //! - [`cache`]: features on disk; [`extract`]: opens a pipeline by kind and runs it through the
 //!   cache, decoding overlapped with inference; [`dups`]: near-duplicate groups (content,
 //!   perceptual hash, cached features), which a grouped split keeps on one side.
-//! - [`head`]: the softmax head and its cross-validation; [`metrics`]: accuracy, F1, confusion.
+//! - [`head`]: the softmax head and its cross-validation; [`metrics`]: accuracy, F1, confusion;
+//!   [`estimate`]: grouped cross-validation when too few distinct photos are held out.
 //! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
 //!   `qcyn eval` workflows; [`compare`]: backbones × heads × class weights over repeated
 //!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`]: latency.
@@ -40,6 +41,7 @@ pub mod compare;
 pub mod dataset;
 pub mod dups;
 pub mod error;
+pub mod estimate;
 pub mod eval;
 pub mod extract;
 pub mod face;

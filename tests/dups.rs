@@ -416,6 +416,22 @@ fn augmented_copies_of_one_photo_never_land_on_both_sides_of_the_default_split()
         );
         assert_eq!(fit["groups_kept_together"], 12, "{fit}");
         assert_eq!(fit["n_val"], 16, "two photos' copies per class: {fit}");
+        // 4 distinct photos held out say little: every photo is held out once instead.
+        assert_eq!(fit["accuracy_from"], "grouped_cv", "{fit}");
+        let e = &fit["estimate"];
+        assert_eq!(
+            (e["photos"].as_u64(), e["images"].as_u64()),
+            (Some(12), Some(48)),
+            "{e}"
+        );
+        assert_eq!(e["folds"], 5, "6 photos per class allow 5 folds: {e}");
+        assert_eq!(fit["accuracy"], e["accuracy"]);
+        assert!(fit["held_out_accuracy"].is_number(), "{fit}");
+        let report = std::fs::read_to_string(dir.path(&format!("{out}/report.txt"))).unwrap();
+        assert!(
+            report.contains("grouped 5-fold cross-validation"),
+            "{report}"
+        );
         let manifest: Value =
             serde_json::from_slice(&std::fs::read(dir.path(&format!("{out}/split.json"))).unwrap())
                 .unwrap();
@@ -485,6 +501,28 @@ fn augmented_copies_of_one_photo_never_land_on_both_sides_of_the_default_split()
         val.intersection(&train).next().is_some(),
         "ungrouped, copies leak: {val:?}"
     );
+    // Ungrouped, fit reports the held-out part as it is (the user turned the guard off).
+    let plain_fit = ok(
+        &dir,
+        &[
+            "fit",
+            "data",
+            "--model",
+            "tiny",
+            "--val-per-class",
+            "8",
+            "--no-group",
+            "--out",
+            "bp",
+            "--threads",
+            "1",
+            "--l2",
+            "1",
+        ],
+    );
+    assert_eq!(plain_fit["accuracy_from"], "held_out", "{plain_fit}");
+    assert!(plain_fit.get("estimate").is_none(), "{plain_fit}");
+    assert_eq!(plain_fit["accuracy"], plain_fit["held_out_accuracy"]);
 }
 
 #[test]

@@ -65,17 +65,9 @@ pub(super) fn choose_l2(
     params: &SoftmaxValidParams,
     grid: &[f32],
     smallest: (usize, usize),
+    groups: Option<&[usize]>,
 ) -> (f32, Vec<f32>, CvReport) {
-    let (min_class, min_count) = smallest;
-    let folds = params.folds.min(min_count);
-    let mut notes = Vec::new();
-    if folds < params.folds {
-        notes.push(format!(
-            "folds reduced from {} to {folds}: class {min_class} has only {min_count} training samples",
-            params.folds
-        ));
-    }
-    let fold_of = crate::shuffle::stratified_folds(trainer.y, folds, params.seed);
+    let (fold_of, folds, mut notes) = fold_plan(trainer.y, groups, params, smallest);
     let (points, mut mean_theta) = cross_validate(trainer, &fold_of, folds, grid);
     let mut best = 0;
     for (i, p) in points.iter().enumerate() {
@@ -103,6 +95,68 @@ pub(super) fn choose_l2(
         part_weights: Vec::new(),
     };
     (grid[best], mean_theta.swap_remove(best), report)
+}
+
+/// The folds of the cross-validation: stratified, and with `groups` (a near-duplicate group id
+/// per row) every group in one fold, so the strength is chosen on images unlike those it was
+/// trained on. Folds are reduced to the smallest class's count (of groups, when grouped), with a
+/// note; when some class is a single group, the folds cannot keep groups apart and say so.
+pub(super) fn fold_plan(
+    y: &[usize],
+    groups: Option<&[usize]>,
+    params: &SoftmaxValidParams,
+    smallest: (usize, usize),
+) -> (Vec<usize>, usize, Vec<String>) {
+    let (min_class, min_count) = smallest;
+    let mut notes = Vec::new();
+    let grouped = groups.and_then(|g| {
+        let classes = y.iter().max().map_or(0, |m| m + 1);
+        let mut distinct = vec![std::collections::HashSet::new(); classes];
+        for (&c, &u) in y.iter().zip(g) {
+            distinct[c].insert(u);
+        }
+        let (c, n) = distinct
+            .iter()
+            .map(|d| d.len())
+            .enumerate()
+            .min_by_key(|&(_, n)| n)?;
+        if n < 2 {
+            notes.push(format!(
+                "class {c}'s training images are all near-duplicates of one photo: the folds could not keep near-duplicates apart"
+            ));
+            return None;
+        }
+        Some((g, c, n))
+    });
+    let (folds, fold_of) = match grouped {
+        Some((g, c, n)) => {
+            let folds = params.folds.min(n);
+            if folds < params.folds {
+                notes.push(format!(
+                    "folds reduced from {} to {folds}: class {c} has only {n} distinct photos (near-duplicate groups) in training",
+                    params.folds
+                ));
+            }
+            (
+                folds,
+                crate::shuffle::stratified_group_folds(y, g, folds, params.seed),
+            )
+        }
+        None => {
+            let folds = params.folds.min(min_count);
+            if folds < params.folds {
+                notes.push(format!(
+                    "folds reduced from {} to {folds}: class {min_class} has only {min_count} training samples",
+                    params.folds
+                ));
+            }
+            (
+                folds,
+                crate::shuffle::stratified_folds(y, folds, params.seed),
+            )
+        }
+    };
+    (fold_of, folds, notes)
 }
 
 /// Runs every fold along the strength path (strong → weak, warm-started), in parallel.

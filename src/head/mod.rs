@@ -236,6 +236,21 @@ pub fn fit(
     y: &[usize],
     params: &SoftmaxValidParams,
 ) -> Result<HeadFit, HeadError> {
+    fit_grouped(x, y, None, params)
+}
+
+/// Like [`fit`], with a near-duplicate group id per row (`groups`): the cross-validation that
+/// chooses the L2 strength keeps every group in one fold ([`crate::shuffle::stratified_group_folds`]),
+/// so copies of one photo never score each other.
+pub fn fit_grouped(
+    x: ArrayView2<f32>,
+    y: &[usize],
+    groups: Option<&[usize]>,
+    params: &SoftmaxValidParams,
+) -> Result<HeadFit, HeadError> {
+    if let Some(g) = groups {
+        assert_eq!(g.len(), y.len(), "one group id per row");
+    }
     let (n, d) = x.dim();
     let k = params
         .n_classes
@@ -297,7 +312,8 @@ pub fn fit(
         for w in &candidates {
             let xs = standardise(x, &mean, &scaled(w));
             let trainer = Trainer::new(&xs, y, k, params);
-            let (_, _, report) = cv::choose_l2(&trainer, params, &grid, (min_class, min_count));
+            let (_, _, report) =
+                cv::choose_l2(&trainer, params, &grid, (min_class, min_count), groups);
             let loss = report
                 .grid
                 .iter()
@@ -315,7 +331,8 @@ pub fn fit(
 
     let trainer = Trainer::new(&xs, y, k, params);
     let (chosen, init, cv) = if cv_wanted {
-        let (l2, init, mut report) = cv::choose_l2(&trainer, params, &grid, (min_class, min_count));
+        let (l2, init, mut report) =
+            cv::choose_l2(&trainer, params, &grid, (min_class, min_count), groups);
         report.part_weights_tried = tried;
         report.part_weights = if dims.is_empty() {
             Vec::new()

@@ -174,6 +174,16 @@ impl SoftmaxValidParams {
             ..self.clone()
         }
     }
+    /// The same hyperparameters with one L2 strength (no cross-validation) and `classes` classes,
+    /// whether or not each occurs in the rows it is fitted on: the folds of
+    /// [`crate::estimate`]. A strength that is not finite and positive is refused.
+    pub fn with_fixed_l2(&self, l2: f32, classes: usize) -> Option<SoftmaxValidParams> {
+        (l2.is_finite() && l2 > 0.0).then(|| SoftmaxValidParams {
+            l2_grid: vec![l2],
+            n_classes: Some(classes),
+            ..self.clone()
+        })
+    }
     /// The same hyperparameters with another class weighting (still valid: weighting is not
     /// checked).
     pub fn with_class_weight(&self, class_weight: ClassWeight) -> SoftmaxValidParams {
