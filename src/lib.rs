@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! dataset (scan) ─▶ split ─▶ preprocess ─▶ pipeline ─▶ backbone | face ─▶ cache ─▶ extract
-//!   ─▶ dups ─▶ head ─▶ metrics ─▶ estimate ─▶ bundle ─▶ fit | eval ─▶ compare | predict;
+//!   ─▶ dups ─▶ head ─▶ metrics ─▶ estimate ─▶ bundle ─▶ fit | eval ─▶ compare | predict | export;
 //!   bench measures preprocess ─▶ backbone
 //! ```
 //!
@@ -24,7 +24,8 @@
 //!   [`estimate`]: grouped cross-validation when too few distinct photos are held out.
 //! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
 //!   `qcyn eval` workflows; [`compare`]: backbones × heads × class weights over repeated
-//!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`]: latency.
+//!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`]: latency;
+//!   [`export`]: a bundle as one ONNX file.
 //! - Shared by all: [`error`], [`atomic`], [`progress`], [`runtime`].
 //!
 //! The library never configures ONNX Runtime's global environment: the binary does, and passes the
@@ -43,6 +44,7 @@ pub mod dups;
 pub mod error;
 pub mod estimate;
 pub mod eval;
+pub mod export;
 pub mod extract;
 pub mod face;
 pub mod features;

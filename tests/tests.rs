@@ -4,6 +4,7 @@ mod util;
 mod compare;
 mod dups;
 mod engine;
+mod export;
 mod face;
 mod fusion;
 mod pure;

@@ -66,6 +66,20 @@ pub enum Command {
     Faces(FacesArgs),
     /// Measure backbone latency and throughput, alone and from image files.
     Bench(BenchArgs),
+    /// Write a bundle as one ONNX file, normalised image tensor in, class probabilities out, with
+    /// the class names, mean, std and input size in its metadata (whole-image bundles).
+    Export(ExportArgs),
+}
+
+/// `qcyn export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The bundle (its folder or its bundle.json).
+    #[arg(long, value_name = "PATH")]
+    pub bundle: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// How to split (shared by `split` and `fit`).

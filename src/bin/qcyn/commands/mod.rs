@@ -19,6 +19,7 @@ mod bench;
 mod compare;
 mod dups;
 mod eval;
+mod export;
 mod extract;
 mod faces;
 mod fit;
@@ -104,6 +105,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compare(a) => compare::run(&ctx, a),
         Command::Predict(a) => predict::run(&ctx, a),
         Command::Faces(a) => faces::run(&ctx, a),
+        Command::Export(a) => export::run(&ctx, a),
     }
 }
 
