@@ -13,6 +13,7 @@ use crate::cache::FeatureCache;
 use crate::dataset::{Dataset, Skipped};
 use crate::error::{Error, Result};
 use crate::extract::{extract, ExtractOptions};
+use crate::face::identity::IdentityChoice;
 use crate::face::openset::{Calibration, OpenSet, OpenSetEvaluation};
 use crate::face::{choose_training_face, FaceChoice};
 use crate::features::Embedding;
@@ -152,7 +153,8 @@ pub struct FitReport {
     pub log_loss: Option<f64>,
     /// Images (or faces) trained on.
     pub n_train: usize,
-    /// Images (or faces) validated on.
+    /// Images validated on. Face models: every validation image, whatever its outcome (an image
+    /// answered `unknown` or `no_face`, or that could not be read, counts as wrong).
     pub n_val: usize,
     /// Images held out for a final test (not touched by fit).
     pub n_test: usize,
@@ -172,10 +174,21 @@ pub struct FitReport {
     pub cv: Option<CvReport>,
     /// Images that could not be read or decoded.
     pub skipped: Vec<Skipped>,
-    /// Face models: images in which no face was found (not trained or validated on).
-    pub no_face: Vec<PathBuf>,
-    /// Face models: images with several faces of similar size (not trained or validated on).
+    /// Face models: images in which no face was found (training images: not trained on;
+    /// validation images: scored as wrong), with the reason.
+    pub no_face: Vec<Skipped>,
+    /// Face models: training images in which two faces match the class equally and look like two
+    /// different people (not trained on).
     pub ambiguous: Vec<Skipped>,
+    /// Face models: training images in which no face looks like the class's other photos (not
+    /// trained on), with the reason.
+    pub unmatched: Vec<Skipped>,
+    /// Face models: validation images answered `unknown` (every face a stranger), scored as
+    /// wrong.
+    pub unknown: usize,
+    /// Face models: training images with several faces whose face(s) were chosen by identity
+    /// (the faces that look like the class's other photos).
+    pub resolved: usize,
     /// Face models: the open-set ("unknown") threshold and how it does on validation faces.
     pub open_set: Option<OpenSetSummary>,
     /// When the training classes are imbalanced (largest / smallest count above
@@ -284,6 +297,77 @@ pub(crate) fn training_vector(kind: ModelKind, embeddings: &[Embedding]) -> Use 
     }
 }
 
+/// Face-model validation or evaluation: every image labelled as `predict` labels it.
+#[derive(Debug, Clone)]
+pub(crate) struct FaceScoring {
+    /// The report over every image (`unknown`, `no_face` and unreadable images are wrong).
+    pub report: Report,
+    /// Images answered `unknown`.
+    pub unknown: usize,
+    /// Images without a face, with the reason.
+    pub no_face: Vec<Skipped>,
+    /// The vector standing for each image with a face (see
+    /// [`crate::label::representative_face`]), for open-set figures.
+    pub known_vectors: Vec<Vec<f32>>,
+    /// Images with several faces labelled by a known face.
+    pub multi_face_labelled: usize,
+}
+
+/// One image to score: its true class (an index into the head's classes), its path, and its
+/// embeddings (`None` when it could not be read).
+pub(crate) type Scored<'a> = (usize, &'a Path, Option<&'a Vec<Embedding>>);
+
+/// Labels every image and scores the labels against the images' classes (`classes`: the head's).
+pub(crate) fn score_images(
+    labeller: &crate::label::Labeller<'_>,
+    images: &[Scored<'_>],
+    classes: &[String],
+) -> Result<FaceScoring> {
+    let k = classes.len();
+    let uniform = vec![1.0 / k.max(1) as f32; k];
+    let (mut y_true, mut y_pred, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut unknown, mut no_face, mut known_vectors, mut multi_face_labelled) =
+        (0, Vec::new(), Vec::new(), 0);
+    for &(class, path, emb) in images {
+        y_true.push(class);
+        let Some(emb) = emb else {
+            // Could not be read: listed under `skipped`, and wrong.
+            y_pred.push(None);
+            rows.extend_from_slice(&uniform);
+            continue;
+        };
+        let (faces, label) = labeller.label(emb)?;
+        if label == crate::label::ImageLabel::NoFace {
+            no_face.push(Skipped {
+                path: path.to_path_buf(),
+                reason: "no face found; scored as wrong".into(),
+            });
+        }
+        if label == crate::label::ImageLabel::Unknown {
+            unknown += 1;
+        }
+        if label.class().is_some() && emb.len() > 1 {
+            multi_face_labelled += 1;
+        }
+        y_pred.push(label.class());
+        match crate::label::representative_face(&faces, &label) {
+            Some(f) => {
+                rows.extend_from_slice(&faces[f].probabilities);
+                known_vectors.push(emb[f].vector.clone());
+            }
+            None => rows.extend_from_slice(&uniform),
+        }
+    }
+    let proba = Array2::from_shape_vec((y_true.len(), k), rows).expect("one row per image");
+    Ok(FaceScoring {
+        report: crate::metrics::evaluate_predictions(&y_true, &y_pred, proba.view(), classes)?,
+        unknown,
+        no_face,
+        known_vectors,
+        multi_face_labelled,
+    })
+}
+
 /// Runs the whole fit workflow and writes the bundle (and `report.json`, `report.txt`,
 /// `split.json` when `out` is a folder).
 pub fn fit(
@@ -309,8 +393,64 @@ pub fn fit(
     let mut no_face = Vec::new();
     let mut ambiguous = Vec::new();
     let mut rows: [(Vec<Vec<f32>>, Vec<usize>); 2] = Default::default();
+    let mut unmatched = Vec::new();
+    let mut resolved = 0;
+    // Face models: every validation image, scored as `predict` labels it (after the fit).
+    let mut val_images: Vec<Scored<'_>> = Vec::new();
+    // Face models: the training faces, chosen by identity.
+    if kind == ModelKind::Face {
+        let n_train = data.split.train.len();
+        let readable: Vec<(usize, &Vec<Embedding>)> = (0..n_train)
+            .filter_map(|k| extracted.embeddings[k].as_ref().map(|e| (k, e)))
+            .collect();
+        let photos: Vec<&[Embedding]> = readable.iter().map(|(_, e)| e.as_slice()).collect();
+        let labels: Vec<usize> = readable
+            .iter()
+            .map(|&(k, _)| ds.samples[wanted[k]].class)
+            .collect();
+        let identity = crate::face::identity::IdentityOptions {
+            match_cosine: pipeline
+                .model
+                .manifest
+                .face()
+                .and_then(|f| f.embedder.match_cosine_threshold)
+                .unwrap_or(crate::face::identity::IdentityOptions::default().match_cosine),
+            ..Default::default()
+        };
+        let choices = crate::face::identity::choose_by_identity(&photos, &labels, &identity);
+        for ((k, emb), choice) in readable.iter().zip(&choices) {
+            let sample = &ds.samples[wanted[*k]];
+            let left_out = |reason: Option<String>| Skipped {
+                path: sample.path.clone(),
+                reason: reason.unwrap_or_default(),
+            };
+            let reason = choice.reason(identity.match_cosine);
+            match choice {
+                IdentityChoice::Faces { faces, resolved: r } => {
+                    resolved += usize::from(*r);
+                    for &f in faces {
+                        rows[0].0.push(emb[f].vector.clone());
+                        rows[0].1.push(sample.class);
+                    }
+                }
+                IdentityChoice::NoFace => no_face.push(left_out(reason)),
+                IdentityChoice::NoMatch { .. } => unmatched.push(left_out(reason)),
+                IdentityChoice::Ambiguous { .. } => ambiguous.push(left_out(reason)),
+            }
+        }
+    }
     for (k, &i) in wanted.iter().enumerate() {
         let part = usize::from(k >= data.split.train.len());
+        if kind == ModelKind::Face {
+            if part == 1 {
+                val_images.push((
+                    ds.samples[i].class,
+                    ds.samples[i].path.as_path(),
+                    extracted.embeddings[k].as_ref(),
+                ));
+            }
+            continue;
+        }
         let Some(embeddings) = &extracted.embeddings[k] else {
             continue;
         };
@@ -319,7 +459,10 @@ pub fn fit(
                 rows[part].0.push(v);
                 rows[part].1.push(ds.samples[i].class);
             }
-            Use::NoFace => no_face.push(ds.samples[i].path.clone()),
+            Use::NoFace => no_face.push(Skipped {
+                path: ds.samples[i].path.clone(),
+                reason: "no face found; not trained on".into(),
+            }),
             Use::Ambiguous(reason) => ambiguous.push(Skipped {
                 path: ds.samples[i].path.clone(),
                 reason,
@@ -345,8 +488,9 @@ pub fn fit(
     let lost_per_class = |c: usize| {
         let paths: std::collections::HashSet<&Path> = no_face
             .iter()
-            .map(PathBuf::as_path)
-            .chain(ambiguous.iter().map(|a| a.path.as_path()))
+            .chain(&ambiguous)
+            .chain(&unmatched)
+            .map(|a: &Skipped| a.path.as_path())
             .collect();
         data.split
             .train
@@ -415,12 +559,53 @@ pub fn fit(
     let fitted = crate::head::fit(to_matrix(&train_x).view(), &train_y, &params)?;
     let fit_seconds = start.elapsed().as_secs_f64();
 
-    let validation = if val_x.is_empty() {
+    let mut open_set = None;
+    let mut summary = None;
+    if kind == ModelKind::Face {
+        let cal = Calibration {
+            false_reject_rate: opts.false_reject_rate,
+            folds: 5,
+            seed: opts.params.seed(),
+        };
+        open_set = Some(OpenSet::calibrate(
+            &train_x,
+            &train_y,
+            ds.classes.len(),
+            &cal,
+        )?);
+    }
+    // Face models: every validation image gets the label `predict` would give it.
+    let score_faces = |head: &crate::head::SoftmaxHead| -> Result<Option<FaceScoring>> {
+        if kind != ModelKind::Face || val_images.is_empty() {
+            return Ok(None);
+        }
+        let labeller = crate::label::Labeller {
+            head,
+            open_set: open_set.as_ref(),
+        };
+        score_images(&labeller, &val_images, &ds.classes).map(Some)
+    };
+    let face_scoring = score_faces(&fitted.head)?;
+    let mut unknown = 0;
+    let validation = if let Some(f) = &face_scoring {
+        unknown = f.unknown;
+        no_face.extend(f.no_face.iter().cloned());
+        Some(f.report.clone())
+    } else if val_x.is_empty() {
         None
     } else {
         let proba = fitted.head.predict_proba(to_matrix(&val_x).view());
         Some(crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?)
     };
+    if let Some(set) = &open_set {
+        summary = Some(OpenSetSummary {
+            threshold: set.threshold,
+            false_reject_rate: set.false_reject_rate,
+            validation: face_scoring
+                .as_ref()
+                .map(|f| set.evaluate(&f.known_vectors, &[])),
+        });
+    }
 
     // Imbalanced classes: the other weighting, fitted on the same split, for comparison.
     let (largest, smallest) = (
@@ -447,8 +632,13 @@ pub fn fit(
                 &train_y,
                 &params.with_class_weight(other),
             )?;
-            let proba = refit.head.predict_proba(to_matrix(&val_x).view());
-            let o = crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?;
+            let o = match score_faces(&refit.head)? {
+                Some(f) => f.report,
+                None => {
+                    let proba = refit.head.predict_proba(to_matrix(&val_x).view());
+                    crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?
+                }
+            };
             let scores = |r: &Report, l2: f32| WeightingScores {
                 accuracy: r.accuracy,
                 macro_f1: r.macro_f1,
@@ -476,23 +666,6 @@ pub fn fit(
         }
         _ => None,
     };
-
-    let mut open_set = None;
-    let mut summary = None;
-    if kind == ModelKind::Face {
-        let cal = Calibration {
-            false_reject_rate: opts.false_reject_rate,
-            folds: 5,
-            seed: opts.params.seed(),
-        };
-        let set = OpenSet::calibrate(&train_x, &train_y, ds.classes.len(), &cal)?;
-        summary = Some(OpenSetSummary {
-            threshold: set.threshold,
-            false_reject_rate: set.false_reject_rate,
-            validation: (!val_x.is_empty()).then(|| set.evaluate(&val_x, &[])),
-        });
-        open_set = Some(set);
-    }
 
     let training = TrainingConfig {
         split: data.source.clone(),
@@ -531,7 +704,11 @@ pub fn fit(
         macro_f1: validation.as_ref().map(|r| r.macro_f1),
         log_loss: validation.as_ref().map(|r| r.log_loss),
         n_train: train_x.len(),
-        n_val: val_x.len(),
+        n_val: if kind == ModelKind::Face {
+            val_images.len()
+        } else {
+            val_x.len()
+        },
         n_test: data.split.test.len(),
         classes: ds.classes.clone(),
         backbone_runs: extracted.report.backbone_runs,
@@ -549,8 +726,14 @@ pub fn fit(
             all.sort_by(|a, b| a.path.cmp(&b.path));
             all
         },
-        no_face,
+        no_face: {
+            no_face.sort_by(|a, b| a.path.cmp(&b.path));
+            no_face
+        },
         ambiguous,
+        unmatched,
+        unknown,
+        resolved,
         open_set: summary,
         class_weight_comparison,
         extract_seconds: extracted.report.seconds,
@@ -702,11 +885,33 @@ pub fn human(r: &FitReport) -> String {
         }
         let _ = writeln!(s);
     }
+    if r.unknown > 0 {
+        let _ = writeln!(
+            s,
+            "{} validation image(s) answered `unknown` (every face a stranger), counted as wrong",
+            r.unknown
+        );
+    }
+    if r.resolved > 0 {
+        let _ = writeln!(
+            s,
+            "{} training image(s) with several faces: the face(s) chosen by identity (those that look like the class's other photos)",
+            r.resolved
+        );
+    }
     for p in &r.no_face {
-        let _ = writeln!(s, "no face: {}", p.display());
+        let _ = writeln!(s, "no face: {}: {}", p.path.display(), p.reason);
     }
     for a in &r.ambiguous {
         let _ = writeln!(s, "ambiguous: {}: {}", a.path.display(), a.reason);
+    }
+    for a in &r.unmatched {
+        let _ = writeln!(
+            s,
+            "not the class's person: {}: {}",
+            a.path.display(),
+            a.reason
+        );
     }
     for k in &r.skipped {
         let _ = writeln!(s, "skipped {}: {}", k.path.display(), k.reason);

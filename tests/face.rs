@@ -1184,3 +1184,166 @@ fn orl_face_measurements() {
     println!("ORL nearest centroid 5/5: accuracy {am:.4} ± {asd:.4}; open set at 1% FRR: false rejects {fm:.4} ± {fsd:.4}, strangers rejected {rm:.4} ± {rsd:.4}");
     assert!(detected as f64 >= 0.95 * paths.len() as f64);
 }
+
+// ------------------------------------------------------------ several faces, scored as predicted
+
+fn scaled(img: &RgbImage, f: f32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    imageops::resize(
+        img,
+        (w as f32 * f) as u32,
+        (h as f32 * f) as u32,
+        imageops::FilterType::Triangle,
+    )
+}
+
+/// `a` and `b` side by side on grey, tops aligned.
+fn side_by_side(a: &RgbImage, b: &RgbImage) -> RgbImage {
+    let mut canvas = RgbImage::from_pixel(
+        a.width() + b.width(),
+        a.height().max(b.height()),
+        Rgb([120, 120, 120]),
+    );
+    imageops::replace(&mut canvas, a, 0, 0);
+    imageops::replace(&mut canvas, b, a.width() as i64, 0);
+    canvas
+}
+
+/// A folder of photos with several faces (collages, the class's person next to a larger
+/// stranger, a group photo, a stranger alone, a blurred face), built from the registry photos,
+/// and list files that put the hard cases in validation. Returns the validation images (relative
+/// path, class).
+fn multi_face_set(dir: &crate::util::Dir) -> Vec<(String, String)> {
+    let ph = |n: &str| photo(n).unwrap();
+    let (obama, obama2, obama3) = (
+        scaled(&ph("obama.jpg"), 0.5),
+        scaled(&ph("obama2.jpg"), 0.5),
+        scaled(&ph("obama3.jpg"), 0.4),
+    );
+    let (biden, astronaut) = (scaled(&ph("biden.jpg"), 0.5), ph("astronaut.png"));
+    let big_stranger = scaled(&astronaut, 1.6);
+    let (bw, bh) = biden.dimensions();
+    let jpg = |rel: &str, img: &RgbImage| {
+        dir.write(&format!("data/{rel}"), &crate::util::jpeg(img));
+    };
+    let train = [
+        ("obama/obama.jpg", obama.clone()),
+        ("obama/obama2.jpg", obama2.clone()),
+        ("obama/group.jpg", obama3),
+        (
+            "obama/collage.jpg",
+            side_by_side(&imageops::flip_horizontal(&obama2), &obama),
+        ),
+        ("biden/biden.jpg", biden.clone()),
+        ("biden/flip.jpg", imageops::flip_horizontal(&biden)),
+        (
+            "biden/crop.jpg",
+            imageops::crop_imm(&biden, bw / 10, 0, bw * 8 / 10, bh * 2 / 3).to_image(),
+        ),
+        (
+            "biden/with_stranger.jpg",
+            side_by_side(&big_stranger, &biden),
+        ),
+    ];
+    let val = [
+        ("obama/collage_val.jpg", side_by_side(&obama, &obama2)),
+        ("obama/bystander.jpg", side_by_side(&big_stranger, &obama)),
+        ("obama/stranger.jpg", astronaut.clone()),
+        ("obama/blurred.jpg", imageops::blur(&obama, 6.0)),
+        ("biden/bright.jpg", imageops::colorops::brighten(&biden, 30)),
+        ("biden/group.jpg", side_by_side(&biden, &big_stranger)),
+    ];
+    let classes = ["biden", "obama"];
+    let line = |rel: &str| {
+        let class = rel.split('/').next().unwrap();
+        format!(
+            "{rel} {}\n",
+            classes.iter().position(|c| *c == class).unwrap()
+        )
+    };
+    let mut train_list = String::new();
+    for (rel, img) in &train {
+        jpg(rel, img);
+        train_list.push_str(&line(rel));
+    }
+    let mut val_list = String::new();
+    for (rel, img) in &val {
+        jpg(rel, img);
+        val_list.push_str(&line(rel));
+    }
+    dir.write("lists/train_list.txt", train_list.as_bytes());
+    dir.write("lists/validate_list.txt", val_list.as_bytes());
+    dir.write("lists/label_list.txt", b"biden\nobama\n");
+    val.iter()
+        .map(|(rel, _)| (rel.to_string(), rel.split('/').next().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn fit_scores_every_face_validation_image_exactly_as_predict_labels_it() {
+    crate::util::require_runtime();
+    let Some(_) = models() else { return };
+    let dir = crate::util::Dir::new();
+    let val = multi_face_set(&dir);
+    let base = dir.path("data");
+    let (fit, code, err) = dir.json(&[
+        "fit",
+        "--lists",
+        "lists",
+        "--base",
+        base.to_str().unwrap(),
+        "--model",
+        "face",
+        "--out",
+        "bundle",
+    ]);
+    assert!(code == 0 || code == 3, "{err}\n{fit}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        fit["n_val"],
+        val.len(),
+        "every validation image counts: {fit}"
+    );
+    assert!(fit["resolved"].as_u64().unwrap() >= 2, "{fit}");
+    for list in ["ambiguous", "no_face"] {
+        for e in fit[list].as_array().unwrap() {
+            assert!(e["path"].is_string() && e["reason"].is_string(), "{e}");
+        }
+    }
+    let paths: Vec<String> = val
+        .iter()
+        .map(|(rel, _)| base.join(rel).display().to_string())
+        .collect();
+    let mut args = vec!["predict", "--bundle", "bundle"];
+    args.extend(paths.iter().map(String::as_str));
+    let (pred, code, err) = dir.json(&args);
+    assert_eq!(code, 0, "{err}");
+    let labels: Vec<String> = pred
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["label"].as_str().unwrap().to_string())
+        .collect();
+    let right = labels
+        .iter()
+        .zip(&val)
+        .filter(|(l, (_, class))| *l == class)
+        .count();
+    let acc = fit["accuracy"].as_f64().unwrap();
+    assert!(
+        (acc - right as f64 / val.len() as f64).abs() < 1e-9,
+        "fit says {acc}, predict gets {right}/{}: {labels:?}\n{fit}",
+        val.len()
+    );
+    let unknown = labels.iter().filter(|l| *l == "unknown").count();
+    assert_eq!(fit["unknown"], unknown, "{labels:?}\n{fit}");
+    let label_of = |name: &str| {
+        let i = val.iter().position(|(rel, _)| rel.ends_with(name)).unwrap();
+        labels[i].clone()
+    };
+    assert_eq!(label_of("stranger.jpg"), "unknown", "{labels:?}");
+    assert_eq!(label_of("bystander.jpg"), "obama", "{labels:?}");
+    assert_eq!(label_of("collage_val.jpg"), "obama", "{labels:?}");
+    assert_eq!(label_of("group.jpg"), "biden", "{labels:?}");
+    assert!(acc < 1.0, "the stranger counts as wrong: {fit}");
+}

@@ -8,6 +8,8 @@
 //! - [`detect`]: letterbox, YuNet, decoding, NMS (pure functions plus the session).
 //! - [`align`]: similarity transform onto the template and the bilinear warp (pure).
 //! - [`embed`]: SFace on the aligned crop, L2-normalised.
+//! - [`identity`]: which faces of a class's training photos are its person (pure).
+//! - [`quality`]: which detections are usable faces: sharpness, yaw (pure).
 //! - [`openset`]: "unknown person" scoring and its calibration (pure).
 //! - [`sheet`]: aligned crops and contact sheets on disk, to show what the model sees.
 //!
@@ -34,14 +36,16 @@ use crate::preprocess::ImageProblem;
 pub mod align;
 pub mod detect;
 pub mod embed;
+pub mod identity;
 pub mod openset;
+pub mod quality;
 pub mod sheet;
 
 pub use crate::models::{DetectorSpec, EmbedderSpec};
 
 /// Bumped whenever the face code changes what it produces for the same image and options, so cached
 /// embeddings of older code are never reused.
-pub const FACE_CODE_VERSION: u32 = 1;
+pub const FACE_CODE_VERSION: u32 = 2;
 
 /// [`choose_training_face`] calls an image ambiguous when another face's area is more than this
 /// share of the most prominent face's area.
@@ -62,6 +66,27 @@ pub struct FaceOptions {
     /// crop) instead of returning nothing. Such an embedding has no face box.
     #[serde(default)]
     pub whole_image_fallback: bool,
+    /// Faces whose aligned crop is blurrier than this are ignored: the variance of the Laplacian
+    /// of the crop's grey centre ([`quality::sharpness`]); 0 keeps every face.
+    #[serde(default = "default_min_sharpness")]
+    pub min_sharpness: f32,
+    /// Faces turned further than this many degrees from frontal, as the five landmarks show
+    /// ([`quality::yaw_degrees`]), are ignored; 90 keeps every face.
+    #[serde(default = "default_max_yaw")]
+    pub max_yaw: f32,
+}
+
+/// Default of [`FaceOptions::min_sharpness`].
+pub const DEFAULT_MIN_SHARPNESS: f32 = 20.0;
+/// Default of [`FaceOptions::max_yaw`].
+pub const DEFAULT_MAX_YAW: f32 = 60.0;
+
+fn default_min_sharpness() -> f32 {
+    DEFAULT_MIN_SHARPNESS
+}
+
+fn default_max_yaw() -> f32 {
+    DEFAULT_MAX_YAW
 }
 
 impl Default for FaceOptions {
@@ -71,6 +96,8 @@ impl Default for FaceOptions {
             min_face_px: 20.0,
             nms_iou: 0.3,
             whole_image_fallback: false,
+            min_sharpness: DEFAULT_MIN_SHARPNESS,
+            max_yaw: DEFAULT_MAX_YAW,
         }
     }
 }
@@ -95,6 +122,24 @@ impl FaceOptions {
                     self.nms_iou
                 ),
                 None,
+            ));
+        }
+        if !(self.min_sharpness.is_finite() && self.min_sharpness >= 0.0) {
+            return Err(Error::config(
+                format!(
+                    "minimum face sharpness must be 0 or more, got {}",
+                    self.min_sharpness
+                ),
+                Some("0 keeps every face; the default is 20".into()),
+            ));
+        }
+        if !(self.max_yaw.is_finite() && (0.0..=90.0).contains(&self.max_yaw)) {
+            return Err(Error::config(
+                format!(
+                    "maximum face yaw must be 0 to 90 degrees, got {}",
+                    self.max_yaw
+                ),
+                Some("90 keeps every face; the default is 60".into()),
             ));
         }
         if !(self.min_face_px.is_finite() && self.min_face_px >= 0.0) {
@@ -159,7 +204,7 @@ impl FaceModel {
     /// alignment template, crop size and colour, and [`FACE_CODE_VERSION`].
     pub fn preprocess_id(&self, opts: &FaceOptions) -> String {
         let text = format!(
-            "face-v{FACE_CODE_VERSION}|letterbox {} upscale-to {} bilinear {:?}/{}|score>={} nms {} min {}px|align lsq-similarity bilinear {:?}|crop {} {:?}/{}|fallback {}",
+            "face-v{FACE_CODE_VERSION}|letterbox {} upscale-to {} bilinear {:?}/{}|score>={} nms {} min {}px|align lsq-similarity bilinear {:?}|crop {} {:?}/{}|fallback {}|sharpness>={} yaw<={}",
             self.detector.size,
             detect::UPSCALE_TO,
             self.detector.colour,
@@ -172,6 +217,8 @@ impl FaceModel {
             self.embedder.colour,
             self.embedder.scale,
             opts.whole_image_fallback,
+            opts.min_sharpness,
+            opts.max_yaw,
         );
         hex::encode(Sha256::digest(text.as_bytes()))
     }
@@ -335,8 +382,19 @@ impl FaceEngine {
                 ignored.push(IgnoredFace {
                     face: f,
                     reason: format!(
-                        "face too small: {side:.0} px, the minimum is {:.0} px",
+                        "face too small: {side:.0} px, the minimum is {:.0} px (--min-face-px)",
                         self.opts.min_face_px
+                    ),
+                });
+                continue;
+            }
+            let yaw = quality::yaw_degrees(&f.landmarks);
+            if yaw > self.opts.max_yaw {
+                ignored.push(IgnoredFace {
+                    face: f,
+                    reason: format!(
+                        "face turned {yaw:.0}° from frontal, the maximum is {:.0}° (--max-yaw)",
+                        self.opts.max_yaw
                     ),
                 });
                 continue;
@@ -390,6 +448,17 @@ impl FaceEngine {
                 });
                 continue;
             };
+            let sharpness = quality::sharpness(&crop);
+            if sharpness < self.opts.min_sharpness {
+                ignored.push(IgnoredFace {
+                    face: d.face,
+                    reason: format!(
+                        "face too blurred: sharpness {sharpness:.0}, the minimum is {:.0} (--min-sharpness)",
+                        self.opts.min_sharpness
+                    ),
+                });
+                continue;
+            }
             let vector = self.embedder.embed(&crop)?;
             faces.push(AnalysedFace {
                 face: d.face,

@@ -321,6 +321,8 @@ pub struct FacesArgs {
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    #[command(flatten)]
+    pub quality: FaceQualityArgs,
 }
 
 /// Where the labelled images are.
@@ -355,6 +357,28 @@ pub struct ModelArgs {
     /// embed the whole image instead.
     #[arg(long, value_enum, default_value_t = NoFaceArg::Skip, value_name = "WHAT")]
     pub no_face: NoFaceArg,
+    #[command(flatten)]
+    pub quality: FaceQualityArgs,
+}
+
+/// Face models: which detections are usable faces (the others are listed with the reason and
+/// never embedded).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct FaceQualityArgs {
+    /// Face models: lowest detector score (0..1) of a face.
+    #[arg(long, value_name = "S", default_value_t = qcyn::face::FaceOptions::default().score_threshold)]
+    pub min_face_score: f32,
+    /// Face models: smallest face box side, in pixels of the photo.
+    #[arg(long, value_name = "PX", default_value_t = qcyn::face::FaceOptions::default().min_face_px)]
+    pub min_face_px: f32,
+    /// Face models: lowest sharpness of the aligned face (variance of its Laplacian; 0 keeps
+    /// blurred faces).
+    #[arg(long, value_name = "V", default_value_t = qcyn::face::DEFAULT_MIN_SHARPNESS)]
+    pub min_sharpness: f32,
+    /// Face models: largest turn from frontal, in degrees, estimated from the landmarks (90 keeps
+    /// profiles).
+    #[arg(long, value_name = "DEG", default_value_t = qcyn::face::DEFAULT_MAX_YAW)]
+    pub max_yaw: f32,
 }
 
 /// What face models do with an image without a face.

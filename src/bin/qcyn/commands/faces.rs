@@ -29,7 +29,7 @@ pub(super) fn run(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
             threads: resolve_threads(a.threads),
             device: device(a.device),
         },
-        qcyn::face::FaceOptions::default(),
+        super::quality_options(&a.quality),
     )?;
     let images: Vec<qcyn::face::sheet::LabelledImage> = data
         .samples
