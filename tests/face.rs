@@ -1347,3 +1347,190 @@ fn fit_scores_every_face_validation_image_exactly_as_predict_labels_it() {
     assert_eq!(label_of("group.jpg"), "biden", "{labels:?}");
     assert!(acc < 1.0, "the stranger counts as wrong: {fit}");
 }
+
+/// Sharpness, yaw and score of the faces of the registry photos (sharp, and blurred), and their
+/// spread over the ORL faces when ../shared/data/orl_faces is there: what the quality defaults
+/// rest on. `cargo test --test tests quality_measure -- --ignored --nocapture`
+#[test]
+#[ignore = "measurement; prints figures"]
+fn face_quality_measurements() {
+    let Some((env, model)) = models() else { return };
+    let mut e = FaceEngine::open(
+        &env,
+        &model,
+        SessionOptions {
+            threads: 2,
+            ..Default::default()
+        },
+        FaceOptions {
+            min_sharpness: 0.0,
+            max_yaw: 90.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let show = |e: &mut FaceEngine, name: &str, img: &RgbImage| {
+        for f in e.analyse(img).unwrap().faces {
+            println!(
+                "{name}: score {:.3} side {:.0} sharpness {:.1} yaw {:.1}",
+                f.face.score,
+                f.face.bbox[2].min(f.face.bbox[3]),
+                qcyn::face::quality::sharpness(&f.crop),
+                qcyn::face::quality::yaw_degrees(&f.face.landmarks)
+            );
+        }
+    };
+    for name in [
+        "obama.jpg",
+        "obama2.jpg",
+        "obama3.jpg",
+        "biden.jpg",
+        "astronaut.png",
+        "obama_partial_face.jpg",
+    ] {
+        let img = photo(name).unwrap();
+        show(&mut e, name, &img);
+        for sigma in [2.0, 4.0, 8.0] {
+            show(
+                &mut e,
+                &format!("{name} blurred {sigma}"),
+                &imageops::blur(&img, sigma),
+            );
+        }
+        show(&mut e, &format!("{name} half"), &scaled(&img, 0.5));
+    }
+    let root = project().join("../shared/data/orl_faces");
+    if !root.is_dir() {
+        return;
+    }
+    let (mut sharp, mut yaw, mut score) = (Vec::new(), Vec::new(), Vec::new());
+    for s in 1..=40 {
+        let Ok(files) = std::fs::read_dir(root.join(format!("s{s}"))) else {
+            continue;
+        };
+        for p in files.flatten().map(|f| f.path()) {
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            let img = qcyn::preprocess::decode_rgb(&bytes).unwrap();
+            if let Some(f) = e.analyse(&img).unwrap().faces.first() {
+                sharp.push(qcyn::face::quality::sharpness(&f.crop));
+                yaw.push(qcyn::face::quality::yaw_degrees(&f.face.landmarks));
+                score.push(f.face.score);
+            }
+        }
+    }
+    for (name, v) in [
+        ("sharpness", &mut sharp),
+        ("yaw", &mut yaw),
+        ("score", &mut score),
+    ] {
+        v.sort_by(f32::total_cmp);
+        let q = |p: f64| v[((v.len() - 1) as f64 * p) as usize];
+        println!(
+            "ORL {name} over {} faces: min {:.2} 1% {:.2} 5% {:.2} median {:.2} 95% {:.2} max {:.2}",
+            v.len(),
+            q(0.0),
+            q(0.01),
+            q(0.05),
+            q(0.5),
+            q(0.95),
+            q(1.0)
+        );
+    }
+}
+
+#[test]
+fn bad_face_inputs_each_get_a_defined_outcome() {
+    use qcyn::face::identity::{choose_by_identity, IdentityChoice, IdentityOptions};
+    let Some((env, model)) = models() else { return };
+    let mut e = engine(&env, &model);
+    let ph = |n: &str| photo(n).unwrap();
+    let (obama, obama2, astronaut) = (
+        scaled(&ph("obama.jpg"), 0.5),
+        scaled(&ph("obama2.jpg"), 0.5),
+        ph("astronaut.png"),
+    );
+    let obama3 = scaled(&ph("obama3.jpg"), 0.4);
+    let mut embed = |img: &RgbImage| e.embed_image(img).unwrap();
+
+    // A heavily blurred face is ignored before embedding, with the reason.
+    let blurred = imageops::blur(&obama, 8.0);
+    let a = engine(&env, &model).analyse(&blurred).unwrap();
+    assert!(a.faces.is_empty(), "{:?}", a.faces.len());
+    assert!(
+        a.ignored.iter().any(|i| i.reason.contains("blurred")),
+        "{:?}",
+        a.ignored
+    );
+
+    // Rotated 90°: with the EXIF tag the photo is turned upright on decoding and the face found
+    // as usual; without it the face lies on its side.
+    let turned = imageops::rotate270(&obama);
+    let upright = qcyn::preprocess::decode_rgb(&crate::util::with_exif_orientation(
+        &crate::util::jpeg(&turned),
+        6,
+    ))
+    .unwrap();
+    assert_eq!(upright.dimensions(), obama.dimensions());
+    assert_eq!(embed(&upright).len(), 1);
+    let sideways = embed(&turned);
+    assert!(sideways.len() <= 1, "{}", sideways.len());
+
+    // The class's photos: three single shots, a collage of two, the person next to a larger
+    // stranger, a poster of a stranger behind the person, a group photo, and a stranger alone.
+    let mut poster_scene = obama.clone();
+    let poster = scaled(&astronaut, 0.45);
+    imageops::replace(
+        &mut poster_scene,
+        &RgbImage::from_pixel(poster.width() + 16, poster.height() + 16, Rgb([240; 3])),
+        4,
+        4,
+    );
+    imageops::replace(&mut poster_scene, &poster, 12, 12);
+    let photos = [
+        embed(&obama),
+        embed(&obama2),
+        embed(&imageops::flip_horizontal(&obama2)),
+        embed(&side_by_side(&obama, &obama2)),
+        embed(&side_by_side(&scaled(&astronaut, 1.6), &obama)),
+        embed(&poster_scene),
+        embed(&obama3),
+        embed(&astronaut),
+    ];
+    let refs: Vec<&[Embedding]> = photos.iter().map(Vec::as_slice).collect();
+    let got = choose_by_identity(&refs, &[0; 8], &IdentityOptions::default());
+    let faces = |c: &IdentityChoice| match c {
+        IdentityChoice::Faces { faces, .. } => faces.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(photos[3].len(), 2);
+    assert_eq!(
+        faces(&got[3]).len(),
+        2,
+        "a collage gives both shots: {:?}",
+        got[3]
+    );
+    // Next to a larger stranger: the class's person, not the largest face.
+    let box_of = |p: &[Embedding], k: usize| p[k].face.unwrap().bbox;
+    let k = faces(&got[4]);
+    assert_eq!(k.len(), 1);
+    assert!(
+        box_of(&photos[4], k[0])[0] > 300.0,
+        "the face on the right: {:?}",
+        box_of(&photos[4], k[0])
+    );
+    // The poster's face (top left) is not trained on.
+    assert!(!photos[5].is_empty());
+    let k = faces(&got[5]);
+    assert!(
+        k.iter().all(|&k| box_of(&photos[5], k)[0] > 100.0),
+        "{got:?}"
+    );
+    assert!(faces(&got[6]).len() == 1, "{:?}", got[6]);
+    assert!(
+        matches!(got[7], IdentityChoice::NoMatch { .. }),
+        "{:?}",
+        got[7]
+    );
+}

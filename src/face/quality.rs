@@ -2,7 +2,7 @@
 //!
 //! - [`sharpness`]: the variance of the 4-neighbour Laplacian of the aligned crop's grey centre
 //!   (the middle 80×80 of 112×112, where the face is, clear of the black fill beyond the image
-//!   border). Every crop has the same scale, so one threshold fits faces of every size; a face
+//!   border; pixels of that fill, pure black, are left out). Every crop has the same scale, so one threshold fits faces of every size; a face
 //!   enlarged from few pixels is blurred too, and is as useless to the embedder.
 //! - [`yaw_degrees`]: how far the face is turned, from the five landmarks: the nose tip's offset
 //!   from the eyes' midpoint along the eye line, in half eye distances, is about tan(yaw), because
@@ -16,9 +16,17 @@ pub fn sharpness(crop: &RgbImage) -> f32 {
     if w < 3 || h < 3 {
         return 0.0;
     }
+    // Pure black is the fill where the face runs past the photo's border: its edge is no detail
+    // of the face, so every Laplacian that touches it is left out.
     let grey: Vec<f32> = crop
         .pixels()
-        .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
+        .map(|p| {
+            if p.0 == [0, 0, 0] {
+                f32::NAN
+            } else {
+                0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32
+            }
+        })
         .collect();
     let (w, h) = (w as usize, h as usize);
     let (mx, my) = ((w / 7).max(1), (h / 7).max(1));
@@ -31,6 +39,9 @@ pub fn sharpness(crop: &RgbImage) -> f32 {
                 + grey[y * w + x - 1]
                 + grey[y * w + x + 1]
                 - 4.0 * c;
+            if l.is_nan() {
+                continue;
+            }
             sum += l as f64;
             sum2 += (l as f64) * (l as f64);
             n += 1.0;
