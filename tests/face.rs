@@ -260,7 +260,7 @@ fn decoding_follows_the_yunet_formulas() {
         bbox: &l.bbox,
         kps: &l.kps,
     };
-    let faces = decode_level(&lv, 64, 0.6).unwrap();
+    let faces = decode_level(&lv, 64, 64, 0.6).unwrap();
     assert_eq!(faces.len(), 1, "only the hot cell passes 0.6");
     let f = faces[0];
     assert!(
@@ -299,11 +299,11 @@ fn decoding_follows_the_yunet_formulas() {
         bbox: &l.bbox,
         kps: &l.kps,
     };
-    let faces = decode_level(&lv, 64, 0.5).unwrap();
+    let faces = decode_level(&lv, 64, 64, 0.5).unwrap();
     assert_eq!(faces.len(), 1);
     assert_eq!(faces[0].score, 1.0);
     // A threshold above every score gives nothing.
-    assert!(decode_level(&lv, 64, 1.01).unwrap().is_empty());
+    assert!(decode_level(&lv, 64, 64, 1.01).unwrap().is_empty());
 }
 
 #[test]
@@ -316,7 +316,7 @@ fn decoding_rejects_outputs_of_the_wrong_size() {
         bbox: &l.bbox[..10],
         kps: &l.kps,
     };
-    let err = decode_level(&lv, 64, 0.5).unwrap_err().to_string();
+    let err = decode_level(&lv, 64, 64, 0.5).unwrap_err().to_string();
     assert!(err.contains("stride 8"), "{err}");
     let lv = LevelOutput {
         stride: 8,
@@ -326,7 +326,7 @@ fn decoding_rejects_outputs_of_the_wrong_size() {
         kps: &l.kps,
     };
     assert!(
-        decode_level(&lv, 60, 0.5).is_err(),
+        decode_level(&lv, 60, 64, 0.5).is_err(),
         "stride must divide the input"
     );
 }
@@ -359,6 +359,8 @@ fn nms_keeps_the_best_of_overlapping_faces() {
 #[test]
 fn letterbox_coordinates_map_back_to_the_original() {
     let lb = Letterbox {
+        input_width: 608,
+        input_height: 416,
         sx: 0.1,
         sy: 0.1,
         width: 600,

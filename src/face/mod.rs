@@ -212,7 +212,7 @@ impl FaceModel {
     /// alignment template, crop size and colour, and [`FACE_CODE_VERSION`].
     pub fn preprocess_id(&self, opts: &FaceOptions) -> String {
         let text = format!(
-            "face-v{FACE_CODE_VERSION}|letterbox {} upscale-to {} bilinear {:?}/{}|score>={} nms {} min {}px|align lsq-similarity bilinear {:?}|crop {} {:?}/{}|fallback {}|sharpness>={} yaw<={}",
+            "face-v{FACE_CODE_VERSION}|letterbox {} pad-to-32 upscale-to {} bilinear {:?}/{}|score>={} nms {} min {}px|align lsq-similarity bilinear {:?}|crop {} {:?}/{}|fallback {}|sharpness>={} yaw<={}",
             self.detector.size,
             detect::UPSCALE_TO,
             self.detector.colour,
@@ -445,55 +445,91 @@ impl FaceEngine {
 
     /// Detects, aligns and embeds every face.
     pub fn analyse(&mut self, img: &RgbImage) -> Result<Analysis> {
-        let det = self.detect(img)?;
-        let mut faces = Vec::with_capacity(det.faces.len());
-        let mut ignored = det.ignored;
-        for d in det.faces {
-            let Some(crop) = self.align(img, &d.face) else {
-                ignored.push(IgnoredFace {
-                    face: d.face,
-                    reason: "landmarks are degenerate; cannot align".into(),
-                });
-                continue;
-            };
-            let sharpness = quality::sharpness(&crop);
-            if sharpness < self.opts.min_sharpness {
-                ignored.push(IgnoredFace {
-                    face: d.face,
-                    reason: format!(
-                        "face too blurred: sharpness {sharpness:.0}, the minimum is {:.0} (--min-sharpness)",
-                        self.opts.min_sharpness
-                    ),
-                });
-                continue;
+        Ok(self.analyse_many(&[img])?.remove(0))
+    }
+
+    /// Detects and aligns every face of every image, keeps those that pass the quality gate
+    /// (sharpness; size, score and yaw are checked at detection), and embeds all of them in
+    /// batches: one embedder run for the faces of many images.
+    pub fn analyse_many(&mut self, imgs: &[&RgbImage]) -> Result<Vec<Analysis>> {
+        // Per image: what was detected, the faces kept with their crops, the faces ignored.
+        type Pending = (Detections, Vec<(DetectedFace, RgbImage)>, Vec<IgnoredFace>);
+        let mut pending: Vec<Pending> = Vec::with_capacity(imgs.len());
+        for img in imgs {
+            let mut det = self.detect(img)?;
+            let mut kept = Vec::with_capacity(det.faces.len());
+            let mut ignored = std::mem::take(&mut det.ignored);
+            for d in std::mem::take(&mut det.faces) {
+                let Some(crop) = self.align(img, &d.face) else {
+                    ignored.push(IgnoredFace {
+                        face: d.face,
+                        reason: "landmarks are degenerate; cannot align".into(),
+                    });
+                    continue;
+                };
+                let sharpness = quality::sharpness(&crop);
+                if sharpness < self.opts.min_sharpness {
+                    ignored.push(IgnoredFace {
+                        face: d.face,
+                        reason: format!(
+                            "face too blurred: sharpness {sharpness:.0}, the minimum is {:.0} (--min-sharpness)",
+                            self.opts.min_sharpness
+                        ),
+                    });
+                    continue;
+                }
+                kept.push((d, crop));
             }
-            let vector = self.embedder.embed(&crop)?;
-            faces.push(AnalysedFace {
-                face: d.face,
-                prominence: d.prominence,
-                crop,
-                vector,
+            pending.push((det, kept, ignored));
+        }
+        let crops: Vec<&RgbImage> = pending
+            .iter()
+            .flat_map(|(_, kept, _)| kept.iter().map(|(_, c)| c))
+            .collect();
+        let mut vectors = self.embedder.embed_batch(&crops)?.into_iter();
+        let mut out = Vec::with_capacity(pending.len());
+        for (det, kept, ignored) in pending {
+            let faces = kept
+                .into_iter()
+                .map(|(d, crop)| AnalysedFace {
+                    face: d.face,
+                    prominence: d.prominence,
+                    crop,
+                    vector: vectors.next().expect("one vector per crop"),
+                })
+                .collect();
+            out.push(Analysis {
+                width: det.width,
+                height: det.height,
+                faces,
+                ignored,
             });
         }
-        Ok(Analysis {
-            width: det.width,
-            height: det.height,
-            faces,
-            ignored,
-        })
+        Ok(out)
     }
 
     /// Every face's embedding, most prominent first (empty when there is no face, unless
     /// [`FaceOptions::whole_image_fallback`] asks for the whole image's embedding then).
     pub fn embed_image(&mut self, img: &RgbImage) -> Result<Vec<Embedding>> {
-        let faces = self.analyse(img)?.embeddings();
-        if faces.is_empty() && self.opts.whole_image_fallback {
-            return Ok(vec![Embedding {
-                vector: self.embed_whole(img)?,
-                face: None,
-            }]);
+        Ok(self.embed_images(&[img])?.remove(0))
+    }
+
+    /// [`FaceEngine::embed_image`] for many images, their faces embedded in batches.
+    pub fn embed_images(&mut self, imgs: &[&RgbImage]) -> Result<Vec<Vec<Embedding>>> {
+        let analyses = self.analyse_many(imgs)?;
+        let mut out = Vec::with_capacity(imgs.len());
+        for (img, a) in imgs.iter().zip(analyses) {
+            let faces = a.embeddings();
+            if faces.is_empty() && self.opts.whole_image_fallback {
+                out.push(vec![Embedding {
+                    vector: self.embed_whole(img)?,
+                    face: None,
+                }]);
+            } else {
+                out.push(faces);
+            }
         }
-        Ok(faces)
+        Ok(out)
     }
 
     /// Embeds the image's centre square, resized to the embedder's input, as if it were an
@@ -600,14 +636,16 @@ impl Run for FaceRunner {
             )?);
         }
         let engine = self.engine.as_mut().expect("opened above");
-        let mut out = Vec::with_capacity(batch.len());
-        for p in batch {
-            let Prepared::Image(img) = p else {
-                unreachable!("the face preparer makes images")
-            };
-            out.push(engine.embed_image(&img)?);
-            self.images_run += 1;
-        }
+        let imgs: Vec<Arc<RgbImage>> = batch
+            .into_iter()
+            .map(|p| match p {
+                Prepared::Image(img) => img,
+                _ => unreachable!("the face preparer makes images"),
+            })
+            .collect();
+        let refs: Vec<&RgbImage> = imgs.iter().map(|i| i.as_ref()).collect();
+        let out = engine.embed_images(&refs)?;
+        self.images_run += imgs.len() as u64;
         Ok(out)
     }
 
