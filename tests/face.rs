@@ -1536,3 +1536,59 @@ fn bad_face_inputs_each_get_a_defined_outcome() {
         got[7]
     );
 }
+
+#[test]
+fn faces_marks_the_identity_choice_and_reads_the_cache() {
+    crate::util::require_runtime();
+    let Some(_) = models() else { return };
+    let dir = crate::util::Dir::new();
+    multi_face_set(&dir);
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec!["faces", "data", "--out", out];
+        args.extend_from_slice(extra);
+        let (json, code, err) = dir.json(&args);
+        assert_eq!(code, 0, "{err}\n{json}");
+        json
+    };
+    let first = run("crops", &[]);
+    let obama = first["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["class"] == "obama")
+        .unwrap()
+        .clone();
+    assert!(obama["resolved"].as_u64().unwrap() >= 3, "{obama}");
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&obama["unmatched"]), ["stranger.jpg"], "{obama}");
+    assert_eq!(names(&obama["no_face"]), ["blurred.jpg"], "{obama}");
+    assert!(dir.path("crops/obama/collage_1.png").is_file());
+    // The second run reads the faces from the cache and reports the same.
+    let second = run("again", &[]);
+    let no_cache = run("fresh", &["--no-cache"]);
+    for other in [&second, &no_cache] {
+        for (a, b) in first["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(other["classes"].as_array().unwrap())
+        {
+            for key in [
+                "images",
+                "faces",
+                "resolved",
+                "unmatched",
+                "ambiguous",
+                "no_face",
+            ] {
+                assert_eq!(a[key], b[key], "{key}: {a} vs {b}");
+            }
+        }
+    }
+}

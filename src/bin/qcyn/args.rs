@@ -323,6 +323,8 @@ pub struct FacesArgs {
     pub device: DeviceArg,
     #[command(flatten)]
     pub quality: FaceQualityArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// Where the labelled images are.
