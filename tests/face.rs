@@ -1348,6 +1348,13 @@ fn fit_scores_every_face_validation_image_exactly_as_predict_labels_it() {
     assert_eq!(label_of("collage_val.jpg"), "obama", "{labels:?}");
     assert_eq!(label_of("group.jpg"), "biden", "{labels:?}");
     assert!(acc < 1.0, "the stranger counts as wrong: {fit}");
+    // `eval` on the whole folder leaves the training images out and scores the rest the same way.
+    let (ev, code, err) = dir.json(&["eval", "--bundle", "bundle", "data"]);
+    assert!(code == 0 || code == 3, "{err}\n{ev}");
+    assert_eq!(ev["excluded_training_images"], 8, "{ev}");
+    assert_eq!(ev["n_val"], val.len(), "{ev}");
+    assert_eq!(ev["accuracy"], fit["accuracy"], "{ev}");
+    assert_eq!(ev["unknown"], fit["unknown"], "{ev}");
 }
 
 /// Sharpness, yaw and score of the faces of the registry photos (sharp, and blurred), and their

@@ -81,7 +81,7 @@ mod tests {
         );
         let checks = RgbImage::from_fn(112, 112, |x, y| {
             if (x / 4 + y / 4) % 2 == 0 {
-                Rgb([0, 0, 0])
+                Rgb([20, 20, 20])
             } else {
                 Rgb([255, 255, 255])
             }
@@ -89,6 +89,14 @@ mod tests {
         let s = sharpness(&checks);
         let blurred = sharpness(&image::imageops::blur(&checks, 4.0));
         assert!(s > 1000.0 && blurred < s / 10.0, "{s} vs {blurred}");
+        // The black fill past a photo's border is no detail: a sharp edge against it is ignored.
+        let mut half = RgbImage::from_pixel(112, 112, Rgb([90, 90, 90]));
+        for y in 0..112 {
+            for x in 0..56 {
+                half.put_pixel(x, y, Rgb([0, 0, 0]));
+            }
+        }
+        assert_eq!(sharpness(&half), 0.0);
     }
 
     #[test]
