@@ -1386,6 +1386,9 @@ fn option_values_out_of_range_are_usage_errors() {
         &["fit", "data", "--out", "b", "--false-reject-rate", "2"],
         &["predict", "--bundle", "b", "data", "--top-k", "0"],
         &["split", "data", "--val-per-class", "0"],
+        &["extract", "data", "--model", "face", "--max-yaw", "100"],
+        &["fit", "data", "--out", "b", "--min-sharpness", "-1"],
+        &["faces", "data", "--out", "c", "--min-face-score", "1.5"],
     ] {
         let out = dir.run(args);
         let err = String::from_utf8_lossy(&out.stderr);
