@@ -13,7 +13,7 @@ use crate::cache::FeatureCache;
 use crate::dataset::{Dataset, Skipped};
 use crate::error::{Error, Result};
 use crate::extract::{extract, ExtractOptions};
-use crate::face::identity::IdentityChoice;
+use crate::face::identity::{IdentityChoice, NO_FACE_HINT};
 use crate::face::openset::{Calibration, OpenSet, OpenSetEvaluation};
 use crate::face::{choose_training_face, FaceChoice};
 use crate::features::Embedding;
@@ -340,7 +340,7 @@ pub(crate) fn score_images(
         if label == crate::label::ImageLabel::NoFace {
             no_face.push(Skipped {
                 path: path.to_path_buf(),
-                reason: "no face found; scored as wrong".into(),
+                reason: format!("no face found; scored as wrong{NO_FACE_HINT}"),
             });
         }
         if label == crate::label::ImageLabel::Unknown {

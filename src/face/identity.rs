@@ -24,6 +24,9 @@ use serde::Serialize;
 use crate::face::embed::{dot, l2_normalise};
 use crate::features::Embedding;
 
+/// What a "no face" reason adds, for people: why a face may not be found, and where to look.
+pub const NO_FACE_HINT: &str = " (a face must be upright, sharp and not tiny; `qcyn faces` shows what the detector finds; a photo that shows sideways needs turning upright or its EXIF orientation)";
+
 /// The identity rule's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct IdentityOptions {
@@ -85,7 +88,7 @@ impl IdentityChoice {
     pub fn reason(&self, match_cosine: f32) -> Option<String> {
         match self {
             IdentityChoice::Faces { .. } => None,
-            IdentityChoice::NoFace => Some("no face found; not trained on".into()),
+            IdentityChoice::NoFace => Some(format!("no face found; not trained on{NO_FACE_HINT}")),
             IdentityChoice::NoMatch { best } => Some(format!(
                 "no face looks like the class's other photos (best cosine {best:.2}, a match needs {match_cosine:.2}); not trained on: check the photo belongs to this class"
             )),
