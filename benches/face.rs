@@ -104,12 +104,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut engine = FaceEngine::open(&env, &model, session, FaceOptions::default())?;
     let fm = engine.model().clone();
     let mut resizer = fast_image_resize::Resizer::new();
-    let mut buf = vec![0f32; 3 * 640 * 640];
+    let mut buf = Vec::new();
     let t = Instant::now();
     for img in &decoded {
         black_box(detect::letterbox(
             img,
             fm.detector.size,
+            32,
             fm.detector.colour,
             fm.detector.scale,
             &mut resizer,

@@ -553,8 +553,37 @@ def build_face(manifest: dict, downloads: Path) -> dict[str, bytes]:
         log(f"face/{part}: folded {report['folded']} DequantizeLinear; dropped {report['dropped_initializers']} "
             f"unused initializers and {len(report['dropped_inputs'])} unused graph inputs; "
             f"{report['initializers_no_longer_inputs']} initializers no longer listed as inputs")
+        dynamic_face_dims(model, part)
         out[sec["file"]] = serialise(model)
     return out
+
+
+def dynamic_face_dims(model: onnx.ModelProto, part: str) -> None:
+    """Free the dimensions the graphs allow to vary, so one session runs every size:
+    YuNet's input height and width (any multiple of 32: it is fully convolutional, its two
+    upsamplings use scales and its output reshapes use -1), so a photo is letterboxed at its own
+    aspect ratio; SFace's batch (Flatten then Gemm), so all faces of a batch of photos run at once.
+    Intermediate shape annotations are dropped (ONNX Runtime infers them)."""
+    g = model.graph
+
+    def set_dims(vi, dims):
+        shape = vi.type.tensor_type.shape
+        for d, new in zip(shape.dim, dims):
+            if isinstance(new, str):
+                d.ClearField("dim_value")
+                d.dim_param = new
+    if part == "detector":
+        for i in g.input:
+            set_dims(i, [None, None, "height", "width"])
+        for o in g.output:
+            set_dims(o, [None, f"cells_{o.name.split('_')[-1]}", None])
+    else:
+        for i in g.input:
+            set_dims(i, ["faces"])
+        for o in g.output:
+            set_dims(o, ["faces"])
+    del g.value_info[:]
+    onnx.checker.check_model(model, full_check=True)
 
 
 # --------------------------------------------------------------------------- driver

@@ -14,6 +14,7 @@ use crate::extract::{extract, ExtractOptions};
 use crate::face::openset::OpenSetEvaluation;
 use crate::fit::{training_vector, Use};
 use crate::metrics::Report;
+use crate::models::ModelKind;
 use crate::pipeline::Pipeline;
 use crate::progress::Reporter;
 
@@ -28,8 +29,15 @@ pub struct EvalReport {
     pub macro_f1: f64,
     /// Log loss.
     pub log_loss: f64,
-    /// Images (or faces) scored.
+    /// Images scored. Face models: every image of the bundle's classes, whatever its outcome (an
+    /// image answered `unknown` or `no_face`, or that could not be read, counts as wrong).
     pub n: usize,
+    /// The same as `n` (the name `fit` reports it under).
+    pub n_val: usize,
+    /// Face models: images of the bundle's classes answered `unknown`, scored as wrong.
+    pub unknown: usize,
+    /// Face models: images with several faces labelled by the face that matches a known class.
+    pub resolved: usize,
     /// The bundle's classes.
     pub classes: Vec<String>,
     /// Confusion matrix, rows = true class.
@@ -46,9 +54,11 @@ pub struct EvalReport {
     pub open_set: Option<OpenSetEvaluation>,
     /// Images that could not be read or decoded.
     pub skipped: Vec<Skipped>,
-    /// Face models: images without a face.
-    pub no_face: Vec<PathBuf>,
-    /// Face models: images with several faces of similar size.
+    /// Face models: images of the bundle's classes without a face (scored as wrong), with the
+    /// reason.
+    pub no_face: Vec<Skipped>,
+    /// Images with several faces of similar size that could not be scored (whole-image bundles
+    /// never have any; face bundles score every image, so this stays empty).
     pub ambiguous: Vec<Skipped>,
     /// Images that went through the backbone in this run.
     pub backbone_runs: u64,
@@ -96,47 +106,72 @@ pub fn evaluate_bundle(
     unknown_classes.sort();
     let (mut known_x, mut known_y, mut strangers) = (Vec::new(), Vec::new(), Vec::new());
     let (mut no_face, mut ambiguous) = (Vec::new(), Vec::new());
-    for (s, emb) in chosen.iter().zip(&extracted.embeddings) {
-        let Some(emb) = emb else { continue };
-        let v = match training_vector(kind, emb) {
-            Use::Vector(v) => v,
-            Use::NoFace => {
-                no_face.push(s.path.clone());
-                continue;
-            }
-            Use::Ambiguous(reason) => {
-                ambiguous.push(Skipped {
-                    path: s.path.clone(),
-                    reason,
-                });
-                continue;
-            }
+    let (mut unknown, mut resolved) = (0, 0);
+    let report = if kind == ModelKind::Face {
+        let labeller = crate::label::Labeller {
+            head: &bundle.head,
+            open_set: bundle.open_set.as_ref(),
         };
-        match class_of(&dataset.classes[s.class]) {
-            Some(c) => {
-                known_x.push(v);
-                known_y.push(c);
+        let mut scored = Vec::new();
+        for (s, emb) in chosen.iter().zip(&extracted.embeddings) {
+            match class_of(&dataset.classes[s.class]) {
+                Some(c) => scored.push((c, s.path.as_path(), emb.as_ref())),
+                None => {
+                    // A stranger: the face most like a known person stands for the image.
+                    let Some(emb) = emb else { continue };
+                    let (faces, label) = labeller.label(emb)?;
+                    if let Some(f) = crate::label::representative_face(&faces, &label) {
+                        strangers.push(emb[f].vector.clone());
+                    }
+                }
             }
-            None => strangers.push(v),
         }
-    }
-    if known_x.is_empty() {
-        return Err(Error::config(
-            format!(
-                "no usable image of the bundle's classes ({}) in {}",
-                bundle.classes.join(", "),
-                dataset.root.display()
-            ),
-            Some(
-                "class folder names must match the class names the bundle was trained with".into(),
-            ),
-        ));
-    }
-    let d = known_x[0].len();
-    let x =
-        Array2::from_shape_vec((known_x.len(), d), known_x.concat()).expect("rows of equal length");
-    let proba = bundle.head.try_predict_proba(x.view())?;
-    let report = crate::metrics::evaluate(&known_y, proba.view(), &bundle.classes)?;
+        if scored.is_empty() {
+            return Err(no_known(bundle, dataset));
+        }
+        let f = crate::fit::score_images(&labeller, &scored, &bundle.classes)?;
+        unknown = f.unknown;
+        resolved = f.multi_face_labelled;
+        no_face = f.no_face;
+        known_x = f.known_vectors;
+        f.report
+    } else {
+        for (s, emb) in chosen.iter().zip(&extracted.embeddings) {
+            let Some(emb) = emb else { continue };
+            let v = match training_vector(kind, emb) {
+                Use::Vector(v) => v,
+                Use::NoFace => {
+                    no_face.push(Skipped {
+                        path: s.path.clone(),
+                        reason: "no face found".into(),
+                    });
+                    continue;
+                }
+                Use::Ambiguous(reason) => {
+                    ambiguous.push(Skipped {
+                        path: s.path.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            match class_of(&dataset.classes[s.class]) {
+                Some(c) => {
+                    known_x.push(v);
+                    known_y.push(c);
+                }
+                None => strangers.push(v),
+            }
+        }
+        if known_x.is_empty() {
+            return Err(no_known(bundle, dataset));
+        }
+        let d = known_x[0].len();
+        let x = Array2::from_shape_vec((known_x.len(), d), known_x.concat())
+            .expect("rows of equal length");
+        let proba = bundle.head.try_predict_proba(x.view())?;
+        crate::metrics::evaluate(&known_y, proba.view(), &bundle.classes)?
+    };
     let open_set = bundle
         .open_set
         .as_ref()
@@ -147,6 +182,9 @@ pub fn evaluate_bundle(
         macro_f1: report.macro_f1,
         log_loss: report.log_loss,
         n: report.n,
+        n_val: report.n,
+        unknown,
+        resolved,
         classes: bundle.classes.clone(),
         confusion: report.confusion.clone(),
         bias: report.bias_sentence(),
@@ -159,4 +197,15 @@ pub fn evaluate_bundle(
         ambiguous,
         backbone_runs: extracted.report.backbone_runs,
     })
+}
+
+fn no_known(bundle: &Bundle, dataset: &Dataset) -> Error {
+    Error::config(
+        format!(
+            "no usable image of the bundle's classes ({}) in {}",
+            bundle.classes.join(", "),
+            dataset.root.display()
+        ),
+        Some("class folder names must match the class names the bundle was trained with".into()),
+    )
 }

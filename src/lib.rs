@@ -21,7 +21,9 @@
 //!   cache, decoding overlapped with inference; [`dups`]: near-duplicate groups (content,
 //!   perceptual hash, cached features), which a grouped split keeps on one side.
 //! - [`head`]: the softmax head and its cross-validation; [`metrics`]: accuracy, F1, confusion;
-//!   [`estimate`]: grouped cross-validation when too few distinct photos are held out.
+//!   [`estimate`]: grouped cross-validation when too few distinct photos are held out;
+//!   [`label`]: the label of one image (for face models, of several faces), shared by `predict`,
+//!   `fit` and `eval`.
 //! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
 //!   `qcyn eval` workflows; [`compare`]: backbones × heads × class weights over repeated
 //!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`]: latency;
@@ -51,6 +53,7 @@ pub mod features;
 pub mod fit;
 pub mod fusion;
 pub mod head;
+pub mod label;
 pub mod metrics;
 pub mod models;
 pub mod pipeline;

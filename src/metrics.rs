@@ -310,6 +310,75 @@ pub fn evaluate(y_true: &[usize], proba: ArrayView2<f32>, classes: &[String]) ->
     Ok(report)
 }
 
+/// Evaluates image-level predictions, some of which name no class (a face model's `unknown` or
+/// `no_face`, or an image that could not be read): `y_pred[i]` is image `i`'s class or `None`,
+/// `proba` one row per image (the probabilities shown with it; for an image without any, pass a
+/// uniform row). An image without a class counts as wrong: in the accuracy, in its class's recall
+/// and in `n`, never in any class's precision. The confusion matrix keeps one column per class
+/// (such images are in no column, so a row can sum to less than its support); the log loss uses
+/// every row.
+pub fn evaluate_predictions(
+    y_true: &[usize],
+    y_pred: &[Option<usize>],
+    proba: ArrayView2<f32>,
+    classes: &[String],
+) -> Result<Report> {
+    let (n, k) = proba.dim();
+    if n != y_true.len() || n != y_pred.len() {
+        return Err(Error::config(
+            format!(
+                "{} labels, {} predictions but {n} rows of probabilities",
+                y_true.len(),
+                y_pred.len()
+            ),
+            None,
+        ));
+    }
+    if k != classes.len() {
+        return Err(Error::config(
+            format!(
+                "{} class names but {k} columns of probabilities",
+                classes.len()
+            ),
+            None,
+        ));
+    }
+    if n == 0 {
+        return Err(Error::config(
+            "no images to evaluate",
+            Some("hold out at least one image per class".into()),
+        ));
+    }
+    if let Some((i, &c)) = y_true
+        .iter()
+        .chain(y_pred.iter().flatten())
+        .enumerate()
+        .find(|(_, &c)| c >= k)
+    {
+        return Err(Error::config(
+            format!("label {c} of image {i} is out of range for {k} classes"),
+            None,
+        ));
+    }
+    // One extra column for "no class": counted in `n` and the supports, then dropped.
+    let mut confusion = vec![vec![0usize; k + 1]; k];
+    let mut log_loss = 0.0;
+    let mut predictions = Vec::with_capacity(n);
+    for ((row, &t), p) in proba.rows().into_iter().zip(y_true).zip(y_pred) {
+        confusion[t][p.unwrap_or(k)] += 1;
+        log_loss -= (row[t] as f64).clamp(LOG_LOSS_EPS, 1.0).ln();
+        if let Some(p) = *p {
+            predictions.push((t, p, row[p] as f64));
+        }
+    }
+    let mut report = from_confusion(confusion, classes, log_loss / n as f64);
+    for row in report.confusion.iter_mut() {
+        row.truncate(k);
+    }
+    report.calibration = Some(calibration(&predictions, classes));
+    Ok(report)
+}
+
 /// Builds a report from a confusion matrix (`confusion[true][predicted]`) and a log loss.
 pub fn from_confusion(confusion: Vec<Vec<usize>>, classes: &[String], log_loss: f64) -> Report {
     let k = classes.len();

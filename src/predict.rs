@@ -16,10 +16,7 @@ use crate::models::ModelKind;
 use crate::pipeline::Pipeline;
 use crate::progress::Reporter;
 
-/// Label of an image in which a face model found no face.
-pub const NO_FACE: &str = "no_face";
-/// Label of a face that is not similar enough to any known person.
-pub const UNKNOWN: &str = "unknown";
+pub use crate::label::{NO_FACE, UNKNOWN};
 
 /// Every class's probability, most probable first, for one image or face. Serialised as a JSON
 /// object `{class: probability}` in that order.
@@ -98,10 +95,12 @@ pub struct Prediction {
     /// The image.
     #[serde(serialize_with = "dataset::lossy_path")]
     pub path: PathBuf,
-    /// The most probable class; for face models the most prominent face's label, `unknown` or
-    /// `no_face`; `null` when the image could not be read.
+    /// The most probable class; for face models the label of the face that best matches a known
+    /// class ([`crate::label`]), `unknown` when every face is a stranger, or `no_face`; `null`
+    /// when the image could not be read.
     pub label: Option<String>,
-    /// Every class's probability (the top `k` when asked), most probable first.
+    /// Every class's probability (the top `k` when asked), most probable first; for face models
+    /// those of the face that gave the label (of the most similar face when `unknown`).
     pub probabilities: Probabilities,
     /// Face models: every face found, most prominent first.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -289,12 +288,15 @@ fn predict_one(
             error: None,
         });
     }
+    let labeller = crate::label::Labeller {
+        head: &bundle.head,
+        open_set: set,
+    };
+    let (labels, image) = labeller.label(embeddings)?;
     let faces: Vec<FacePrediction> = embeddings
         .iter()
-        .enumerate()
-        .map(|(row, e)| {
-            let similarity = set.map(|s| s.score(&e.vector).1);
-            let known = set.is_none_or(|s| similarity.unwrap_or(1.0) >= s.threshold);
+        .zip(&labels)
+        .map(|(e, l)| {
             let face = e.face.unwrap_or(crate::features::FaceBox {
                 bbox: [0.0; 4],
                 score: 0.0,
@@ -304,20 +306,21 @@ fn predict_one(
                 bbox: face.bbox,
                 score: face.score,
                 landmarks: face.landmarks,
-                label: if known {
-                    classes[argmax(row)].clone()
+                label: if l.known {
+                    classes[l.class].clone()
                 } else {
                     UNKNOWN.into()
                 },
-                similarity,
-                probabilities: Probabilities::ranked(classes, &proba.row(row).to_vec(), top_k),
+                similarity: l.similarity,
+                probabilities: Probabilities::ranked(classes, &l.probabilities, top_k),
             }
         })
         .collect();
+    let shown = crate::label::representative_face(&labels, &image).unwrap_or(0);
     Ok(Prediction {
         path: path.to_path_buf(),
-        label: Some(faces[0].label.clone()),
-        probabilities: faces[0].probabilities.clone(),
+        label: Some(image.name(classes)),
+        probabilities: faces[shown].probabilities.clone(),
         faces: Some(faces),
         error: None,
     })

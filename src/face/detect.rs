@@ -1,7 +1,9 @@
 //! YuNet face detection: letterbox → one ONNX run → decode per stride → NMS → original pixels.
 //!
-//! YuNet (OpenCV Zoo, 2023mar) takes a fixed 1×3×640×640 BGR input with values 0..255 and outputs,
-//! for each stride `s` in 8, 16, 32 over a `(640/s)²` grid in row-major order (`index = row·G + col`):
+//! YuNet (OpenCV Zoo, 2023mar) takes a 1×3×H×W BGR input with values 0..255 (H and W multiples of
+//! 32: `scripts/build_models.py` frees them, the file as shipped fixes 640×640) and outputs, for
+//! each stride `s` in 8, 16, 32 over an `(H/s)×(W/s)` grid in row-major order (`index = row·(W/s) +
+//! col`):
 //! `cls_s` and `obj_s` (already sigmoid), `bbox_s` (dx, dy, log w, log h) and `kps_s` (five x, y
 //! pairs). [`decode_level`] turns one stride into faces, exactly as OpenCV's `FaceDetectorYN`:
 //!
@@ -13,8 +15,11 @@
 //! land on the face, eyes and mouth corners; on the face_recognition test photos the best face
 //! scores 0.93–0.95.)
 //!
-//! The letterbox keeps the aspect ratio and pads bottom/right with black. Large images are shrunk to
-//! fit (antialiased bilinear, `fast_image_resize`); small images are enlarged only until their longer
+//! The letterbox keeps the aspect ratio and pads bottom/right with black, only up to the next
+//! multiple of 32 of each side (OpenCV's `FaceDetectorYN` does the same): a portrait or landscape
+//! photo runs at its own aspect ratio, not in a 640×640 square that is up to half padding. (A graph
+//! with a fixed input size still gets the square letterbox.) Large images are shrunk to fit the
+//! manifest's `size` on their longer side (antialiased bilinear, `fast_image_resize`); small images are enlarged only until their longer
 //! side is [`UPSCALE_TO`] pixels, because YuNet scores faces that fill most of its 640-pixel input
 //! badly: on the ORL faces (92×112, the face fills the frame) stretching to 640 gave a median best
 //! score of 0.88 and missed 0.5% of faces at 0.6, while enlarging to 320 gave 0.94 and missed none.
@@ -38,9 +43,13 @@ use crate::models::{ColourOrder, DetectorSpec};
 /// Small images are enlarged for the detector only until their longer side is this many pixels.
 pub const UPSCALE_TO: u32 = 320;
 
-/// Where an image went inside the detector's square input.
+/// Where an image went inside the detector's input.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Letterbox {
+    /// Width of the detector input (the resized image plus padding on the right).
+    pub input_width: u32,
+    /// Height of the detector input (the resized image plus padding at the bottom).
+    pub input_height: u32,
     /// Horizontal scale (input pixels per original pixel).
     pub sx: f32,
     /// Vertical scale.
@@ -64,20 +73,31 @@ pub fn letterbox_size(w: u32, h: u32, size: u32, upscale_to: u32) -> (u32, u32) 
     )
 }
 
-/// Letterboxes `img` into a `size`×`size` NCHW tensor (values 0..255 divided by `scale`, channels
-/// in `colour` order) written into `out` (length 3·size²), padding with zeros.
+/// `n` rounded up to a multiple of `multiple` (at least `multiple`).
+pub fn round_up(n: u32, multiple: u32) -> u32 {
+    let m = multiple.max(1);
+    n.max(1).div_ceil(m) * m
+}
+
+/// Letterboxes `img` into an NCHW tensor written into `out` (resized to fit; values 0..255 divided
+/// by `scale`, channels in `colour` order, padding zero): the image is resized as
+/// [`letterbox_size`] says for a `size`-pixel detector, and each side padded up to a multiple of
+/// `multiple`; `multiple = size` gives the square `size`×`size` input of a fixed-size graph.
 pub fn letterbox(
     img: &RgbImage,
     size: u32,
+    multiple: u32,
     colour: ColourOrder,
     scale: f32,
     resizer: &mut Resizer,
-    out: &mut [f32],
+    out: &mut Vec<f32>,
 ) -> Result<Letterbox> {
-    let plane = (size * size) as usize;
-    assert_eq!(out.len(), 3 * plane, "letterbox output has 3·size² values");
     let (w, h) = img.dimensions();
     let (nw, nh) = letterbox_size(w, h, size, UPSCALE_TO);
+    let (iw, ih) = (round_up(nw, multiple), round_up(nh, multiple));
+    let plane = (iw * ih) as usize;
+    out.clear();
+    out.resize(3 * plane, 0.0);
     let resized;
     let raw: &[u8] = if (nw, nh) == (w, h) {
         img.as_raw()
@@ -94,7 +114,6 @@ pub fn letterbox(
         resized = dst.into_vec();
         &resized
     };
-    out.fill(0.0);
     let order: [usize; 3] = match colour {
         ColourOrder::Rgb => [0, 1, 2],
         ColourOrder::Bgr => [2, 1, 0],
@@ -104,13 +123,15 @@ pub fn letterbox(
         let dst = &mut out[c * plane..(c + 1) * plane];
         for y in 0..nh as usize {
             let row = &raw[y * nw as usize * 3..(y + 1) * nw as usize * 3];
-            let drow = &mut dst[y * size as usize..y * size as usize + nw as usize];
+            let drow = &mut dst[y * iw as usize..y * iw as usize + nw as usize];
             for (d, px) in drow.iter_mut().zip(row.chunks_exact(3)) {
                 *d = px[src_c] as f32 * inv;
             }
         }
     }
     Ok(Letterbox {
+        input_width: iw,
+        input_height: ih,
         sx: nw as f32 / w.max(1) as f32,
         sy: nh as f32 / h.max(1) as f32,
         width: nw,
@@ -134,21 +155,22 @@ pub struct LevelOutput<'a> {
 }
 
 /// Decodes one stride's outputs into faces (input pixels) whose score is at least `threshold`.
-/// Fails when the slices do not have the lengths a `input_size` input implies.
+/// Fails when the slices do not have the lengths a `width`×`height` input implies.
 pub fn decode_level(
     level: &LevelOutput<'_>,
-    input_size: u32,
+    width: u32,
+    height: u32,
     threshold: f32,
 ) -> Result<Vec<FaceBox>> {
     let s = level.stride;
-    if s == 0 || !input_size.is_multiple_of(s) {
+    if s == 0 || !width.is_multiple_of(s) || !height.is_multiple_of(s) {
         return Err(Error::config(
-            format!("YuNet stride {s} does not divide the input size {input_size}"),
+            format!("YuNet stride {s} does not divide the input size {width}×{height}"),
             None,
         ));
     }
-    let grid = (input_size / s) as usize;
-    let g = grid * grid;
+    let grid = (width / s) as usize;
+    let g = grid * (height / s) as usize;
     if level.cls.len() != g
         || level.obj.len() != g
         || level.bbox.len() != 4 * g
@@ -156,7 +178,7 @@ pub fn decode_level(
     {
         return Err(Error::config(
             format!(
-                "YuNet outputs for stride {s} have {}/{}/{}/{} values (cls/obj/bbox/kps), expected {g}/{g}/{}/{} for a {input_size}-pixel input",
+                "YuNet outputs for stride {s} have {}/{}/{}/{} values (cls/obj/bbox/kps), expected {g}/{g}/{}/{} for a {width}×{height} input",
                 level.cls.len(),
                 level.obj.len(),
                 level.bbox.len(),
@@ -238,6 +260,9 @@ pub fn to_original(face: &FaceBox, lb: &Letterbox) -> FaceBox {
 pub struct Detector {
     session: Session,
     spec: DetectorSpec,
+    /// Inputs are padded to a multiple of this: 32 for a graph with free height and width, the
+    /// manifest's size for a fixed one (square letterbox).
+    multiple: u32,
     buf: Vec<f32>,
     resizer: Resizer,
 }
@@ -261,9 +286,15 @@ impl Detector {
             )
         };
         let n = spec.size as i64;
+        let mut multiple = spec.size;
         match crate::backbone::outlet_shape(session.inputs(), &spec.input) {
             Some(s)
-                if s.len() == 4 && s[1..].iter().zip([3, n, n]).all(|(&a, b)| a == b || a < 0) => {}
+                if s.len() == 4 && s[1..].iter().zip([3, n, n]).all(|(&a, b)| a == b || a < 0) =>
+            {
+                if s[2] < 0 && s[3] < 0 {
+                    multiple = 32;
+                }
+            }
             Some(s) => {
                 return Err(mismatch(format!(
                     "detector input `{}` has shape {s:?}, expected [1, 3, {n}, {n}]",
@@ -287,7 +318,8 @@ impl Detector {
         Ok(Detector {
             session,
             spec: spec.clone(),
-            buf: vec![0.0; 3 * (spec.size * spec.size) as usize],
+            multiple,
+            buf: Vec::new(),
             resizer: Resizer::new(),
         })
     }
@@ -295,17 +327,18 @@ impl Detector {
     /// Detects faces with score ≥ `threshold`, after NMS at `nms_iou`, in original image pixels,
     /// highest score first. Boxes may extend past the image border.
     pub fn detect(&mut self, img: &RgbImage, threshold: f32, nms_iou: f32) -> Result<Vec<FaceBox>> {
-        let size = self.spec.size;
         let lb = letterbox(
             img,
-            size,
+            self.spec.size,
+            self.multiple,
             self.spec.colour,
             self.spec.scale,
             &mut self.resizer,
             &mut self.buf,
         )?;
+        let (iw, ih) = (lb.input_width, lb.input_height);
         let tensor =
-            TensorRef::from_array_view(([1usize, 3, size as usize, size as usize], &self.buf[..]))?;
+            TensorRef::from_array_view(([1usize, 3, ih as usize, iw as usize], &self.buf[..]))?;
         let outputs = self
             .session
             .run(ort::inputs![self.spec.input.as_str() => tensor])?;
@@ -323,7 +356,7 @@ impl Detector {
                 bbox: get("bbox")?,
                 kps: get("kps")?,
             };
-            faces.extend(decode_level(&level, size, threshold)?);
+            faces.extend(decode_level(&level, iw, ih, threshold)?);
         }
         // Faces centred in the padding are artefacts of the letterbox.
         faces.retain(|f| {
@@ -353,11 +386,12 @@ mod tests {
     fn letterbox_pads_and_orders_channels() {
         let mut img = RgbImage::new(4, 2);
         img.put_pixel(1, 1, image::Rgb([10, 20, 30]));
-        let mut out = vec![7.0; 3 * 8 * 8];
+        let mut out = vec![7.0; 3];
         let mut r = Resizer::new();
-        // 4×2 is below UPSCALE_TO, so it is enlarged to fit 8×8 (scale 2).
-        let lb = letterbox(&img, 8, ColourOrder::Bgr, 1.0, &mut r, &mut out).unwrap();
+        // 4×2 is below UPSCALE_TO, so it is enlarged to fit 8×8 (scale 2); the square input.
+        let lb = letterbox(&img, 8, 8, ColourOrder::Bgr, 1.0, &mut r, &mut out).unwrap();
         assert_eq!((lb.width, lb.height, lb.sx, lb.sy), (8, 4, 2.0, 2.0));
+        assert_eq!((lb.input_width, lb.input_height, out.len()), (8, 8, 3 * 64));
         assert!(
             out[4 * 8..8 * 8].iter().all(|&v| v == 0.0),
             "bottom padding is black"
@@ -365,5 +399,10 @@ mod tests {
         let blue_plane_max = out[..64].iter().cloned().fold(0.0, f32::max);
         let red_plane_max = out[128..].iter().cloned().fold(0.0, f32::max);
         assert!(blue_plane_max > red_plane_max, "BGR: blue first");
+        // Padded to a multiple of 4 only: 8×4, the image's own aspect ratio.
+        let lb = letterbox(&img, 8, 4, ColourOrder::Bgr, 1.0, &mut r, &mut out).unwrap();
+        assert_eq!((lb.input_width, lb.input_height, out.len()), (8, 4, 3 * 32));
+        assert_eq!(round_up(427, 32), 448);
+        assert_eq!(round_up(640, 32), 640);
     }
 }

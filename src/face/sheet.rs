@@ -2,9 +2,11 @@
 //!
 //! `out/<class>/<image-stem>_<k>.png` is face `k` of an image (0 = most prominent), exactly the
 //! 112×112 crop the embedder gets. `out/<class>.png` is a grid of one class's crops, each in a thin
-//! frame: green for the face training would use, amber for the two faces of an ambiguous image
-//! (see [`choose_training_face`]), grey for other faces; an image without a face (or that cannot
-//! be read) is a red tile with a dark cross.
+//! frame: green for the faces training uses (chosen by identity, [`choose_by_identity`]: in a
+//! collage every shot of the class's person, in a group photo the face that looks like the class's
+//! other photos), amber for the two faces of an ambiguous image, grey for other faces (bystanders,
+//! and every face of a photo where none looks like the class's person); an image without a face
+//! (or that cannot be read) is a red tile with a dark cross.
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,8 @@ use image::{Rgb, RgbImage};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::face::{choose_training_face, FaceChoice, FaceEngine};
+use crate::face::identity::{choose_by_identity, IdentityChoice, IdentityOptions};
+use crate::face::{FaceEngine, FaceModel};
 use crate::features::Embedding;
 use crate::progress::Reporter;
 
@@ -49,11 +52,16 @@ pub struct ClassFaces {
     pub faces: usize,
     /// Images without a face.
     pub no_face: Vec<PathBuf>,
-    /// Images with two similar-sized faces.
+    /// Images in which two different people look like the class equally well.
     pub ambiguous: Vec<PathBuf>,
+    /// Images in which no face looks like the class's other photos.
+    pub unmatched: Vec<PathBuf>,
+    /// Images with several faces whose training face(s) identity chose.
+    pub resolved: usize,
     /// Images that could not be read, with the reason.
     pub unreadable: Vec<(PathBuf, String)>,
-    /// Faces found but ignored (too small, outside the image).
+    /// Faces found but ignored (too small, blurred, turned away, outside the image); counted only
+    /// for images detected in this run, not for faces read from the cache.
     pub ignored_faces: usize,
     /// The contact sheet written.
     pub sheet: PathBuf,
@@ -138,19 +146,83 @@ fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write", path, e))
 }
 
-/// Detects and aligns every face of `images`, writes the crops and one contact sheet per class
-/// under `out`, and reports per class. Unreadable images are reported, not fatal.
+/// What the face pipeline gave for one image.
+#[derive(Debug, Clone)]
+pub struct ImageFaces {
+    /// Its faces, most prominent first, or why it could not be read.
+    pub faces: std::result::Result<Vec<Embedding>, String>,
+    /// Faces the detector found but the pipeline ignored (0 when not known, e.g. from the cache).
+    pub ignored: usize,
+}
+
+/// Detects, aligns and embeds every face of `images` with `engine`, then writes them as
+/// [`write_sheets`] does. Unreadable images are reported, not fatal.
 pub fn write_faces(
     engine: &mut FaceEngine,
     images: &[LabelledImage],
     out: &Path,
     reporter: &dyn Reporter,
 ) -> Result<FacesReport> {
-    let size = engine.model().embedder.size;
+    reporter.start("finding faces", Some(images.len() as u64));
+    let mut faces = Vec::with_capacity(images.len());
+    for item in images {
+        reporter.advance(1);
+        let decoded = decode(&item.path);
+        faces.push(match decoded {
+            Ok(img) => {
+                let a = engine.analyse(&img)?;
+                ImageFaces {
+                    ignored: a.ignored.len(),
+                    faces: Ok(a.embeddings()),
+                }
+            }
+            Err(reason) => ImageFaces {
+                faces: Err(reason),
+                ignored: 0,
+            },
+        });
+    }
+    reporter.finish();
+    let model = engine.model().clone();
+    write_sheets(
+        &model,
+        images,
+        &faces,
+        &IdentityOptions {
+            match_cosine: model
+                .embedder
+                .match_cosine_threshold
+                .unwrap_or(IdentityOptions::default().match_cosine),
+            ..Default::default()
+        },
+        out,
+        reporter,
+    )
+}
+
+fn decode(path: &Path) -> std::result::Result<RgbImage, String> {
+    std::fs::read(path)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|b| crate::preprocess::decode_rgb(&b).map_err(|p| p.0))
+}
+
+/// Writes the aligned crop of every face of `images` (their faces as the pipeline gave them, e.g.
+/// from the feature cache: each image is decoded again only to cut the crops) and one contact
+/// sheet per class under `out`, the faces framed by what the identity rule chose for training.
+pub fn write_sheets(
+    model: &FaceModel,
+    images: &[LabelledImage],
+    faces: &[ImageFaces],
+    identity: &IdentityOptions,
+    out: &Path,
+    reporter: &dyn Reporter,
+) -> Result<FacesReport> {
+    assert_eq!(images.len(), faces.len(), "one result per image");
+    let size = model.embedder.size;
     std::fs::create_dir_all(out).map_err(|e| Error::io("cannot create", out, e))?;
-    let mut by_class: BTreeMap<&str, Vec<&LabelledImage>> = BTreeMap::new();
-    for img in images {
-        by_class.entry(img.class.as_str()).or_default().push(img);
+    let mut by_class: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, img) in images.iter().enumerate() {
+        by_class.entry(img.class.as_str()).or_default().push(i);
     }
     reporter.start("aligning faces", Some(images.len() as u64));
     let mut classes = Vec::new();
@@ -164,40 +236,53 @@ pub fn write_faces(
             sheet: out.join(format!("{dir_name}.png")),
             ..Default::default()
         };
+        // The identity rule over the class's readable images.
+        let readable: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| faces[i].faces.is_ok())
+            .collect();
+        let photos: Vec<&[Embedding]> = readable
+            .iter()
+            .map(|&i| faces[i].faces.as_ref().map_or(&[][..], Vec::as_slice))
+            .collect();
+        let choices = choose_by_identity(&photos, &vec![0; photos.len()], identity);
+        let choice_of = |i: usize| readable.iter().position(|&r| r == i).map(|k| &choices[k]);
         let mut tiles = Vec::new();
         let mut stems = HashSet::new();
-        for item in members {
+        for i in members {
             reporter.advance(1);
-            let decoded = std::fs::read(&item.path)
-                .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|b| crate::preprocess::decode_rgb(&b).map_err(|p| p.0));
-            let img = match decoded {
-                Ok(img) => img,
+            let item = &images[i];
+            report.ignored_faces += faces[i].ignored;
+            let found = match &faces[i].faces {
+                Ok(f) => f,
                 Err(reason) => {
                     reporter.message(&format!("{}: {reason}", item.path.display()));
+                    report.unreadable.push((item.path.clone(), reason.clone()));
+                    tiles.push(no_face_tile(size));
+                    continue;
+                }
+            };
+            let boxes: Vec<_> = found.iter().filter_map(|e| e.face).collect();
+            if boxes.is_empty() {
+                report.no_face.push(item.path.clone());
+                tiles.push(no_face_tile(size));
+                continue;
+            }
+            let img = match decode(&item.path) {
+                Ok(img) => img,
+                Err(reason) => {
                     report.unreadable.push((item.path.clone(), reason));
                     tiles.push(no_face_tile(size));
                     continue;
                 }
             };
-            let det = engine.detect(&img)?;
-            report.ignored_faces += det.ignored.len();
-            if det.faces.is_empty() {
-                report.no_face.push(item.path.clone());
-                tiles.push(no_face_tile(size));
-                continue;
-            }
-            let faces: Vec<Embedding> = det
-                .faces
-                .iter()
-                .map(|d| Embedding {
-                    vector: Vec::new(),
-                    face: Some(d.face),
-                })
-                .collect();
-            let choice = choose_training_face(&faces);
-            if matches!(choice, FaceChoice::Ambiguous { .. }) {
-                report.ambiguous.push(item.path.clone());
+            let choice = choice_of(i).cloned().unwrap_or(IdentityChoice::NoFace);
+            match &choice {
+                IdentityChoice::Ambiguous { .. } => report.ambiguous.push(item.path.clone()),
+                IdentityChoice::NoMatch { .. } => report.unmatched.push(item.path.clone()),
+                IdentityChoice::Faces { resolved: true, .. } => report.resolved += 1,
+                _ => {}
             }
             let base = item
                 .path
@@ -209,17 +294,20 @@ pub fn write_faces(
                 n += 1;
                 stem = format!("{base}~{n}");
             }
-            for (k, d) in det.faces.iter().enumerate() {
-                let Some(crop) = engine.align(&img, &d.face) else {
+            for (k, b) in boxes.iter().enumerate() {
+                let Some(crop) = crate::face::align::align_crop(
+                    &img,
+                    &b.landmarks,
+                    &model.embedder.align_landmarks,
+                    size,
+                ) else {
                     continue;
                 };
                 report.faces += 1;
                 save_png(&crop, &dir.join(format!("{stem}_{k}.png")))?;
-                let colour = match choice {
-                    FaceChoice::Face(i) if i == k => CHOSEN,
-                    FaceChoice::Ambiguous { first, second, .. } if k == first || k == second => {
-                        AMBIGUOUS
-                    }
+                let colour = match &choice {
+                    IdentityChoice::Faces { faces, .. } if faces.contains(&k) => CHOSEN,
+                    IdentityChoice::Ambiguous { faces, .. } if faces.contains(&k) => AMBIGUOUS,
                     _ => OTHER,
                 };
                 tiles.push(framed(&crop, colour));

@@ -335,6 +335,10 @@ pub struct FacesArgs {
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    #[command(flatten)]
+    pub quality: FaceQualityArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// Where the labelled images are.
@@ -369,6 +373,28 @@ pub struct ModelArgs {
     /// embed the whole image instead.
     #[arg(long, value_enum, default_value_t = NoFaceArg::Skip, value_name = "WHAT")]
     pub no_face: NoFaceArg,
+    #[command(flatten)]
+    pub quality: FaceQualityArgs,
+}
+
+/// Face models: which detections are usable faces (the others are listed with the reason and
+/// never embedded).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct FaceQualityArgs {
+    /// Face models: lowest detector score (0..1) of a face.
+    #[arg(long, value_name = "S", value_parser = score, default_value_t = qcyn::face::FaceOptions::default().score_threshold)]
+    pub min_face_score: f32,
+    /// Face models: smallest face box side, in pixels of the photo.
+    #[arg(long, value_name = "PX", value_parser = non_negative, default_value_t = qcyn::face::FaceOptions::default().min_face_px)]
+    pub min_face_px: f32,
+    /// Face models: lowest sharpness of the aligned face (variance of its Laplacian; 0 keeps
+    /// blurred faces).
+    #[arg(long, value_name = "V", value_parser = non_negative, default_value_t = qcyn::face::DEFAULT_MIN_SHARPNESS)]
+    pub min_sharpness: f32,
+    /// Face models: largest turn from frontal, in degrees, estimated from the landmarks (90 keeps
+    /// profiles).
+    #[arg(long, value_name = "DEG", value_parser = degrees, default_value_t = qcyn::face::DEFAULT_MAX_YAW)]
+    pub max_yaw: f32,
 }
 
 /// What face models do with an image without a face.
@@ -504,6 +530,36 @@ fn cosine(s: &str) -> Result<f32, String> {
         Ok(c)
     } else {
         Err("must be above 0 and at most 1, e.g. 0.95".into())
+    }
+}
+
+/// A detector score in [0, 1].
+fn score(s: &str) -> Result<f32, String> {
+    let c = number::<f32>(s)?;
+    if (0.0..=1.0).contains(&c) {
+        Ok(c)
+    } else {
+        Err("must be between 0 and 1, e.g. 0.6".into())
+    }
+}
+
+/// A finite number of at least 0.
+fn non_negative(s: &str) -> Result<f32, String> {
+    let v = number::<f32>(s)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must be 0 or more (0 turns the check off)".into())
+    }
+}
+
+/// An angle in degrees, 0 to 90.
+fn degrees(s: &str) -> Result<f32, String> {
+    let v = number::<f32>(s)?;
+    if (0.0..=90.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 0 and 90 degrees (90 keeps every face)".into())
     }
 }
 

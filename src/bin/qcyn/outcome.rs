@@ -1,5 +1,4 @@
 //! How a command that did its work ends: exit code 3 when it left images out, and their listing.
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use qcyn::dataset::Skipped;
@@ -21,16 +20,18 @@ pub fn exit_code(left_out: usize) -> ExitCode {
 pub struct LeftOut<'a> {
     /// Files that could not be used, and why.
     pub skipped: &'a [Skipped],
-    /// Face models: images in which no face was found.
-    pub no_face: &'a [PathBuf],
+    /// Face models: images in which no face was found, and what was done with them.
+    pub no_face: &'a [Skipped],
     /// Face models: images with several faces of similar size.
     pub ambiguous: &'a [Skipped],
+    /// Face models: training images in which no face looks like the class's person.
+    pub unmatched: &'a [Skipped],
 }
 
 impl LeftOut<'_> {
     /// How many images were left out.
     pub fn count(&self) -> usize {
-        self.skipped.len() + self.no_face.len() + self.ambiguous.len()
+        self.skipped.len() + self.no_face.len() + self.ambiguous.len() + self.unmatched.len()
     }
 
     /// 0 when every image was used, else 3.
@@ -45,10 +46,13 @@ impl LeftOut<'_> {
             println!("skipped {}: {}", s.path.display(), s.reason);
         }
         for p in self.no_face {
-            println!("no face: {}", p.display());
+            println!("no face: {}: {}", p.path.display(), p.reason);
         }
         for a in self.ambiguous {
             println!("ambiguous: {}: {}", a.path.display(), a.reason);
+        }
+        for a in self.unmatched {
+            println!("not the class's person: {}: {}", a.path.display(), a.reason);
         }
     }
 }

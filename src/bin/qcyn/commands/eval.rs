@@ -29,6 +29,7 @@ pub(super) fn run(ctx: &Ctx, a: args::EvalArgs) -> Result<ExitCode> {
         skipped: &report.skipped,
         no_face: &report.no_face,
         ambiguous: &report.ambiguous,
+        ..LeftOut::default()
     };
     if ctx.global.json {
         print_json(&report)?;

@@ -28,9 +28,17 @@ pub(super) fn run(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
     // Files the scan passed over are skipped too.
     report.skipped.extend(data.skipped.iter().cloned());
     report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let no_face: Vec<qcyn::dataset::Skipped> = report
+        .no_face
+        .iter()
+        .map(|p| qcyn::dataset::Skipped {
+            path: p.clone(),
+            reason: "no face found".into(),
+        })
+        .collect();
     let left_out = LeftOut {
         skipped: &report.skipped,
-        no_face: &report.no_face,
+        no_face: &no_face,
         ..LeftOut::default()
     };
     if ctx.global.json {

@@ -109,6 +109,7 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         skipped: &report.skipped,
         no_face: &report.no_face,
         ambiguous: &report.ambiguous,
+        unmatched: &report.unmatched,
     };
     Ok(left_out.exit_code())
 }

@@ -145,6 +145,17 @@ fn threads(model: &args::ModelArgs) -> usize {
 fn face_options(model: &args::ModelArgs) -> qcyn::face::FaceOptions {
     qcyn::face::FaceOptions {
         whole_image_fallback: model.no_face == args::NoFaceArg::Whole,
+        ..quality_options(&model.quality)
+    }
+}
+
+/// The face options the quality flags ask for (the rest default).
+fn quality_options(q: &args::FaceQualityArgs) -> qcyn::face::FaceOptions {
+    qcyn::face::FaceOptions {
+        score_threshold: q.min_face_score,
+        min_face_px: q.min_face_px,
+        min_sharpness: q.min_sharpness,
+        max_yaw: q.max_yaw,
         ..Default::default()
     }
 }

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray::Array2;
-use serde::Serialize;
 
 use crate::atomic::write_atomic;
 use crate::bundle::{bundle_path, Bundle, SplitSource, TrainingConfig, BUNDLE_FILE};
@@ -13,16 +12,22 @@ use crate::cache::FeatureCache;
 use crate::dataset::{Dataset, Skipped};
 use crate::error::{Error, Result};
 use crate::extract::{extract, ExtractOptions};
-use crate::face::openset::{Calibration, OpenSet, OpenSetEvaluation};
-use crate::face::{choose_training_face, FaceChoice};
+use crate::face::identity::IdentityChoice;
+use crate::face::openset::{Calibration, OpenSet};
 use crate::features::Embedding;
-use crate::head::{ClassWeight, CvReport, SoftmaxValidParams};
+use crate::head::{ClassWeight, SoftmaxValidParams};
 use crate::metrics::Report;
 use crate::models::ModelKind;
 use crate::pipeline::Pipeline;
 use crate::progress::Reporter;
 use crate::split::manifest::SplitManifest;
 use crate::split::{Split, SplitSpec};
+
+mod report;
+mod scoring;
+
+pub use report::*;
+pub(crate) use scoring::*;
 
 /// Labelled images and how they are split.
 #[derive(Debug, Clone)]
@@ -139,162 +144,6 @@ pub struct FitOptions {
     pub face: crate::face::FaceOptions,
 }
 
-/// What `qcyn fit` reports (its `--json` output).
-#[derive(Debug, Clone, Serialize)]
-pub struct FitReport {
-    /// Model name.
-    pub model: String,
-    /// The accuracy to expect on photos never seen (`null` without validation images): the
-    /// held-out part's, or, when it holds fewer than
-    /// [`crate::estimate::MIN_HELD_OUT_PHOTOS`] distinct photos, the grouped cross-validated
-    /// [`FitReport::estimate`]'s ([`FitReport::accuracy_from`] says which).
-    pub accuracy: Option<f64>,
-    /// Macro-F1, from the same source as `accuracy`.
-    pub macro_f1: Option<f64>,
-    /// Log loss, from the same source as `accuracy`.
-    pub log_loss: Option<f64>,
-    /// Where `accuracy` comes from: `"held_out"` (the validation part), `"grouped_cv"` (the
-    /// estimate) or `"none"`.
-    pub accuracy_from: &'static str,
-    /// The validation part's own accuracy (`null` without validation images).
-    pub held_out_accuracy: Option<f64>,
-    /// The grouped cross-validated estimate, when the held-out part is too few distinct photos.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub estimate: Option<crate::estimate::Estimate>,
-    /// Images (or faces) trained on.
-    pub n_train: usize,
-    /// Images (or faces) validated on.
-    pub n_val: usize,
-    /// Images held out for a final test (not touched by fit).
-    pub n_test: usize,
-    /// Class names, in label order.
-    pub classes: Vec<String>,
-    /// Images that went through the backbone in this run (0 when all features were cached).
-    pub backbone_runs: u64,
-    /// Validation (held-out part) confusion matrix, rows = true class.
-    pub confusion: Vec<Vec<usize>>,
-    /// The full validation report (per-class metrics, bias).
-    pub validation: Option<Report>,
-    /// Which way the validation errors lean, in one sentence.
-    pub bias: Option<String>,
-    /// The L2 strength chosen by cross-validation on the training part.
-    pub chosen_l2: f32,
-    /// The cross-validation report.
-    pub cv: Option<CvReport>,
-    /// Images that could not be read or decoded.
-    pub skipped: Vec<Skipped>,
-    /// Face models: images in which no face was found (not trained or validated on).
-    pub no_face: Vec<PathBuf>,
-    /// Face models: images with several faces of similar size (not trained or validated on).
-    pub ambiguous: Vec<Skipped>,
-    /// Face models: the open-set ("unknown") threshold and how it does on validation faces.
-    pub open_set: Option<OpenSetSummary>,
-    /// When the training classes are imbalanced (largest / smallest count above
-    /// [`IMBALANCE_RATIO`]) and there are validation images: class weights none vs balanced,
-    /// both fitted on the same split. Absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class_weight_comparison: Option<ClassWeightComparison>,
-    /// Seconds spent extracting features.
-    pub extract_seconds: f64,
-    /// Seconds spent fitting the head (cross-validation included).
-    pub fit_seconds: f64,
-    /// Where the bundle was written.
-    pub bundle: PathBuf,
-    /// Whether the split kept near-duplicates together.
-    pub grouping: bool,
-    /// Near-duplicate groups (of 2 or more) the split kept on one side.
-    pub groups_kept_together: usize,
-    /// Groups spanning classes: likely labelling errors, kept in training.
-    pub cross_class: Vec<Vec<PathBuf>>,
-    /// Where grouping changed a held-out count.
-    pub split_notes: Vec<String>,
-}
-
-/// Training classes whose largest / smallest count is above this are imbalanced: the fit report
-/// then compares class weights none and balanced.
-pub const IMBALANCE_RATIO: f64 = 1.5;
-
-/// A class and its number of training images.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassCount {
-    /// Class name.
-    pub class: String,
-    /// Training images (or faces).
-    pub count: usize,
-}
-
-/// Validation scores of one class weighting.
-#[derive(Debug, Clone, Serialize)]
-pub struct WeightingScores {
-    /// Validation accuracy.
-    pub accuracy: f64,
-    /// Validation macro-F1.
-    pub macro_f1: f64,
-    /// The lowest recall of any class.
-    pub lowest_recall: f64,
-    /// The L2 strength cross-validation chose with this weighting.
-    pub chosen_l2: f32,
-}
-
-/// Class weights none vs balanced on the same split (see [`FitReport::class_weight_comparison`]).
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassWeightComparison {
-    /// Largest / smallest training count.
-    pub imbalance: f64,
-    /// The largest class.
-    pub largest: ClassCount,
-    /// The smallest class.
-    pub smallest: ClassCount,
-    /// Every image counts once.
-    pub none: WeightingScores,
-    /// Every class weighs the same in total.
-    pub balanced: WeightingScores,
-    /// The weighting this fit used (and wrote into the bundle).
-    pub used: ClassWeight,
-    /// qcyn's default weighting (`--class-weight`).
-    pub default: ClassWeight,
-}
-
-/// The open-set threshold of a face bundle, and how it does on validation faces.
-#[derive(Debug, Clone, Serialize)]
-pub struct OpenSetSummary {
-    /// Cosine similarity below which a face is `unknown`.
-    pub threshold: f32,
-    /// False-reject rate it was calibrated for (cross-validated on training faces).
-    pub false_reject_rate: f32,
-    /// Validation faces of known people that it rejects.
-    pub validation: Option<OpenSetEvaluation>,
-}
-
-/// The vector an image contributes to training, validation or evaluation, per its embeddings:
-/// whole-image models give their one vector; face models the face [`choose_training_face`] picks.
-pub(crate) enum Use {
-    /// Use this vector.
-    Vector(Vec<f32>),
-    /// The image has no face.
-    NoFace,
-    /// Several faces of similar size: which person the image is of is unclear (the reason).
-    Ambiguous(String),
-}
-
-pub(crate) fn training_vector(kind: ModelKind, embeddings: &[Embedding]) -> Use {
-    match kind {
-        ModelKind::Whole | ModelKind::Fusion => match embeddings.first() {
-            Some(e) => Use::Vector(e.vector.clone()),
-            None => Use::NoFace,
-        },
-        ModelKind::Face => match choose_training_face(embeddings) {
-            FaceChoice::Face(i) => Use::Vector(embeddings[i].vector.clone()),
-            FaceChoice::NoFace => Use::NoFace,
-            FaceChoice::Ambiguous { area_ratio, .. } => Use::Ambiguous(format!(
-                "{} faces, the second {:.0}% the size of the first: which person the photo is of is unclear; crop it to one face",
-                embeddings.len(),
-                area_ratio * 100.0
-            )),
-        },
-    }
-}
-
 /// Runs the whole fit workflow and writes the bundle (and `report.json`, `report.txt`,
 /// `split.json` when `out` is a folder).
 pub fn fit(
@@ -326,8 +175,66 @@ pub fn fit(
         .as_ref()
         .map(|g| crate::estimate::units(ds.samples.len(), g));
     let mut row_units: [Vec<usize>; 2] = Default::default();
+    let mut unmatched = Vec::new();
+    let mut resolved = 0;
+    // Face models: every validation image, scored as `predict` labels it (after the fit).
+    let mut val_images: Vec<Scored<'_>> = Vec::new();
+    // Face models: the training faces, chosen by identity.
+    if kind == ModelKind::Face {
+        let n_train = data.split.train.len();
+        let readable: Vec<(usize, &Vec<Embedding>)> = (0..n_train)
+            .filter_map(|k| extracted.embeddings[k].as_ref().map(|e| (k, e)))
+            .collect();
+        let photos: Vec<&[Embedding]> = readable.iter().map(|(_, e)| e.as_slice()).collect();
+        let labels: Vec<usize> = readable
+            .iter()
+            .map(|&(k, _)| ds.samples[wanted[k]].class)
+            .collect();
+        let identity = crate::face::identity::IdentityOptions {
+            match_cosine: pipeline
+                .model
+                .manifest
+                .face()
+                .and_then(|f| f.embedder.match_cosine_threshold)
+                .unwrap_or(crate::face::identity::IdentityOptions::default().match_cosine),
+            ..Default::default()
+        };
+        let choices = crate::face::identity::choose_by_identity(&photos, &labels, &identity);
+        for ((k, emb), choice) in readable.iter().zip(&choices) {
+            let sample = &ds.samples[wanted[*k]];
+            let left_out = |reason: Option<String>| Skipped {
+                path: sample.path.clone(),
+                reason: reason.unwrap_or_default(),
+            };
+            let reason = choice.reason(identity.match_cosine);
+            match choice {
+                IdentityChoice::Faces { faces, resolved: r } => {
+                    resolved += usize::from(*r);
+                    let i = wanted[*k];
+                    for &f in faces {
+                        rows[0].0.push(emb[f].vector.clone());
+                        rows[0].1.push(sample.class);
+                        row_units[0].push(units.as_ref().map_or(i, |u| u[i]));
+                    }
+                }
+                IdentityChoice::NoFace => no_face.push(left_out(reason)),
+                IdentityChoice::NoMatch { .. } => unmatched.push(left_out(reason)),
+                IdentityChoice::Ambiguous { .. } => ambiguous.push(left_out(reason)),
+            }
+        }
+    }
     for (k, &i) in wanted.iter().enumerate() {
         let part = usize::from(k >= data.split.train.len());
+        if kind == ModelKind::Face {
+            if part == 1 {
+                val_images.push((
+                    ds.samples[i].class,
+                    ds.samples[i].path.as_path(),
+                    extracted.embeddings[k].as_ref(),
+                ));
+            }
+            continue;
+        }
         let Some(embeddings) = &extracted.embeddings[k] else {
             continue;
         };
@@ -337,7 +244,10 @@ pub fn fit(
                 rows[part].1.push(ds.samples[i].class);
                 row_units[part].push(units.as_ref().map_or(i, |u| u[i]));
             }
-            Use::NoFace => no_face.push(ds.samples[i].path.clone()),
+            Use::NoFace => no_face.push(Skipped {
+                path: ds.samples[i].path.clone(),
+                reason: "no face found; not trained on".into(),
+            }),
             Use::Ambiguous(reason) => ambiguous.push(Skipped {
                 path: ds.samples[i].path.clone(),
                 reason,
@@ -363,8 +273,9 @@ pub fn fit(
     let lost_per_class = |c: usize| {
         let paths: std::collections::HashSet<&Path> = no_face
             .iter()
-            .map(PathBuf::as_path)
-            .chain(ambiguous.iter().map(|a| a.path.as_path()))
+            .chain(&ambiguous)
+            .chain(&unmatched)
+            .map(|a: &Skipped| a.path.as_path())
             .collect();
         data.split
             .train
@@ -453,12 +364,53 @@ pub fn fit(
     };
     let fit_seconds = start.elapsed().as_secs_f64();
 
-    let validation = if val_x.is_empty() {
+    let mut open_set = None;
+    let mut summary = None;
+    if kind == ModelKind::Face {
+        let cal = Calibration {
+            false_reject_rate: opts.false_reject_rate,
+            folds: 5,
+            seed: opts.params.seed(),
+        };
+        open_set = Some(OpenSet::calibrate(
+            &train_x,
+            &train_y,
+            ds.classes.len(),
+            &cal,
+        )?);
+    }
+    // Face models: every validation image gets the label `predict` would give it.
+    let score_faces = |head: &crate::head::SoftmaxHead| -> Result<Option<FaceScoring>> {
+        if kind != ModelKind::Face || val_images.is_empty() {
+            return Ok(None);
+        }
+        let labeller = crate::label::Labeller {
+            head,
+            open_set: open_set.as_ref(),
+        };
+        score_images(&labeller, &val_images, &ds.classes).map(Some)
+    };
+    let face_scoring = score_faces(&fitted.head)?;
+    let mut unknown = 0;
+    let validation = if let Some(f) = &face_scoring {
+        unknown = f.unknown;
+        no_face.extend(f.no_face.iter().cloned());
+        Some(f.report.clone())
+    } else if val_x.is_empty() {
         None
     } else {
         let proba = fitted.head.predict_proba(to_matrix(&val_x).view());
         Some(crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?)
     };
+    if let Some(set) = &open_set {
+        summary = Some(OpenSetSummary {
+            threshold: set.threshold,
+            false_reject_rate: set.false_reject_rate,
+            validation: face_scoring
+                .as_ref()
+                .map(|f| set.evaluate(&f.known_vectors, &[])),
+        });
+    }
 
     // Imbalanced classes: the other weighting, fitted on the same split, for comparison.
     let (largest, smallest) = (
@@ -486,8 +438,13 @@ pub fn fit(
                 train_units,
                 &params.with_class_weight(other),
             )?;
-            let proba = refit.head.predict_proba(to_matrix(&val_x).view());
-            let o = crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?;
+            let o = match score_faces(&refit.head)? {
+                Some(f) => f.report,
+                None => {
+                    let proba = refit.head.predict_proba(to_matrix(&val_x).view());
+                    crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?
+                }
+            };
             let scores = |r: &Report, l2: f32| WeightingScores {
                 accuracy: r.accuracy,
                 macro_f1: r.macro_f1,
@@ -515,23 +472,6 @@ pub fn fit(
         }
         _ => None,
     };
-
-    let mut open_set = None;
-    let mut summary = None;
-    if kind == ModelKind::Face {
-        let cal = Calibration {
-            false_reject_rate: opts.false_reject_rate,
-            folds: 5,
-            seed: opts.params.seed(),
-        };
-        let set = OpenSet::calibrate(&train_x, &train_y, ds.classes.len(), &cal)?;
-        summary = Some(OpenSetSummary {
-            threshold: set.threshold,
-            false_reject_rate: set.false_reject_rate,
-            validation: (!val_x.is_empty()).then(|| set.evaluate(&val_x, &[])),
-        });
-        open_set = Some(set);
-    }
 
     let training = TrainingConfig {
         split: data.source.clone(),
@@ -586,7 +526,11 @@ pub fn fit(
         held_out_accuracy: validation.as_ref().map(|r| r.accuracy),
         estimate,
         n_train: train_x.len(),
-        n_val: val_x.len(),
+        n_val: if kind == ModelKind::Face {
+            val_images.len()
+        } else {
+            val_x.len()
+        },
         n_test: data.split.test.len(),
         classes: ds.classes.clone(),
         backbone_runs: extracted.report.backbone_runs,
@@ -604,8 +548,14 @@ pub fn fit(
             all.sort_by(|a, b| a.path.cmp(&b.path));
             all
         },
-        no_face,
+        no_face: {
+            no_face.sort_by(|a, b| a.path.cmp(&b.path));
+            no_face
+        },
         ambiguous,
+        unmatched,
+        unknown,
+        resolved,
         open_set: summary,
         class_weight_comparison,
         extract_seconds: extracted.report.seconds,
@@ -656,126 +606,4 @@ pub fn fit(
     manifest.write(&dir.join(format!("{stem}split.json")))?;
     bundle.write(&file)?;
     Ok((bundle, report))
-}
-
-/// The human-readable report of a fit.
-pub fn human(r: &FitReport) -> String {
-    let mut s = String::new();
-    use std::fmt::Write;
-    let _ = writeln!(
-        s,
-        "model {}: {} classes, {} trained on, {} validated on{}",
-        r.model,
-        r.classes.len(),
-        r.n_train,
-        r.n_val,
-        if r.n_test > 0 {
-            format!(", {} held out for test", r.n_test)
-        } else {
-            String::new()
-        }
-    );
-    if r.grouping {
-        let _ = writeln!(
-            s,
-            "split: {} group(s) of near-duplicates kept on one side",
-            r.groups_kept_together
-        );
-    }
-    for note in &r.split_notes {
-        let _ = writeln!(s, "note: {note}");
-    }
-    for g in &r.cross_class {
-        let paths: Vec<String> = g.iter().map(|p| p.display().to_string()).collect();
-        let _ = writeln!(
-            s,
-            "likely label error, near-duplicates across classes: {}",
-            paths.join(", ")
-        );
-    }
-    if let Some(cv) = &r.cv {
-        let _ = writeln!(
-            s,
-            "L2 strength {} chosen by {}-fold cross-validation on the training part (out-of-fold accuracy {:.3})",
-            r.chosen_l2,
-            cv.folds,
-            cv.grid.iter().find(|p| p.l2 == r.chosen_l2).map_or(f64::NAN, |p| p.accuracy)
-        );
-        for note in &cv.notes {
-            let _ = writeln!(s, "note: {note}");
-        }
-    }
-    if let Some(e) = &r.estimate {
-        let _ = writeln!(s, "\n{}", e.human(r.held_out_accuracy));
-    }
-    match &r.validation {
-        Some(v) => {
-            let _ = writeln!(s, "\nvalidation (the held-out part):\n{}", v.human());
-        }
-        None => {
-            let _ = writeln!(s, "no validation images: accuracy is not measured");
-        }
-    }
-    if let Some(c) = &r.class_weight_comparison {
-        let name = |w: ClassWeight| match w {
-            ClassWeight::None => "none",
-            ClassWeight::Balanced => "balanced",
-        };
-        let _ = writeln!(
-            s,
-            "classes are imbalanced ({:.1}×: `{}` {} vs `{}` {} training images); on the same split:",
-            c.imbalance, c.largest.class, c.largest.count, c.smallest.class, c.smallest.count
-        );
-        for (w, x) in [
-            (ClassWeight::None, &c.none),
-            (ClassWeight::Balanced, &c.balanced),
-        ] {
-            let _ =
-                writeln!(
-                s,
-                "  class weights {:<8}  accuracy {:.3}  macro-F1 {:.3}  lowest recall {:.3}{}{}",
-                name(w),
-                x.accuracy,
-                x.macro_f1,
-                x.lowest_recall,
-                if w == c.used { "  (used)" } else { "" },
-                if w == c.default { "  (the default)" } else { "" }
-            );
-        }
-    }
-    if let Some(o) = &r.open_set {
-        let _ = write!(
-            s,
-            "unknown-face threshold: cosine {:.3} (calibrated for {:.1}% false rejects)",
-            o.threshold,
-            o.false_reject_rate * 100.0
-        );
-        if let Some(v) = &o.validation {
-            let _ = write!(
-                s,
-                "; rejects {:.1}% of {} validation faces",
-                v.false_reject_rate * 100.0,
-                v.knowns
-            );
-        }
-        let _ = writeln!(s);
-    }
-    for p in &r.no_face {
-        let _ = writeln!(s, "no face: {}", p.display());
-    }
-    for a in &r.ambiguous {
-        let _ = writeln!(s, "ambiguous: {}: {}", a.path.display(), a.reason);
-    }
-    for k in &r.skipped {
-        let _ = writeln!(s, "skipped {}: {}", k.path.display(), k.reason);
-    }
-    let _ = writeln!(
-        s,
-        "features: {} backbone runs, {:.2} s; head: {:.2} s; bundle: {}",
-        r.backbone_runs,
-        r.extract_seconds,
-        r.fit_seconds,
-        r.bundle.display()
-    );
-    s
 }
