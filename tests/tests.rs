@@ -6,6 +6,7 @@ mod dups;
 mod engine;
 mod face;
 mod fusion;
+mod precision;
 mod pure;
 mod scripts;
 mod workflow;
