@@ -39,7 +39,10 @@ pub(super) fn run(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
         println!(
             "{} images with {}: {} extracted, {} cached, {} skipped in {:.2} s ({:.1} images/s)",
             report.images,
-            report.model,
+            match model.precision {
+                qcyn::models::Precision::Fp32 => report.model.clone(),
+                p => format!("{} ({p})", report.model),
+            },
             report.extracted,
             report.cached,
             report.skipped.len(),
