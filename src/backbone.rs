@@ -169,6 +169,12 @@ pub fn open_session(env: &Environment, path: &Path, opts: SessionOptions) -> Res
             .with_intra_threads(opts.threads)
             .map_err(ort::Error::from)?;
     }
+    // ONNX Runtime's intra-op threads spin while they wait for work by default, on the cores
+    // that decode the next batch: without spinning, `extract` of hymenoptera with mobilenetv2 on
+    // 2 cores took 1.31x (int8) and 1.20x (fp32) less time, and the backbone alone was as fast.
+    builder = builder
+        .with_intra_op_spinning(false)
+        .map_err(ort::Error::from)?;
     if opts.device == Device::Cuda {
         builder = with_cuda(builder)?;
     }
