@@ -75,7 +75,7 @@ pub fn check_device(device: Device) -> Result<()> {
             let mut missing = Vec::new();
             if !<ort::ep::CUDA as ort::ep::ExecutionProvider>::is_available().unwrap_or(false) {
                 missing.push(
-                    "the ONNX Runtime library loaded is a CPU-only build: it has no CUDAExecutionProvider (qcyn loads runtime/gpu/ for --device cuda when scripts/setup --gpu has filled it, unless --ort-dylib or ORT_DYLIB_PATH names another library)".to_string(),
+                    "the ONNX Runtime library loaded is a CPU-only build: it has no CUDAExecutionProvider (for --device cuda qcyn loads runtime/gpu/ when scripts/setup --gpu has filled it, unless --ort-dylib names another library)".to_string(),
                 );
             }
             if !nvidia_driver_loaded() {
