@@ -6,6 +6,9 @@
     face          OpenCV Zoo YuNet + SFace (int8bq), DequantizeLinear folded to float   -> onnx/yunet.onnx, onnx/sface.onnx
     efficientnet_lite0  EfficientNet-Lite0 weights (legacy .pth, lukemelas key names)     -> onnx/efficientnet_lite0.onnx
     xception      Keras Xception ImageNet base (model.weights.h5 in a .keras archive, read with h5py) -> onnx/xception.onnx
+    [int8]        for each manifest with an [int8] table, its fp32 graph quantised statically (QDQ,
+                  per channel) by scripts/quantize_int8.py, calibrated on the scikit-image wheel's
+                  photos and checked against fp32 (feature cosine)   -> onnx/<name>-int8.onnx
 
 Each output is checked against the sha256 pinned in its models/<name>.toml; an output that is
 already there with the right sha256 is not rebuilt. The source archives are the wheels that
@@ -39,6 +42,7 @@ from onnx import helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kerasless  # noqa: E402
+import quantize_int8  # noqa: E402
 import torchless  # noqa: E402
 from onnxgraph import Graph, batch_output, fold_bn, image_input  # noqa: E402
 
@@ -646,7 +650,42 @@ def main() -> int:
             else:
                 os.replace(tmp, dest)
         log(f"{name}: built in {time.time() - t0:.1f}s")
+    for name in args.only or list(BUILDERS):
+        manifest = tomllib.loads((MODELS / f"{name}.toml").read_text())
+        if "int8" in manifest:
+            failures += build_int8(name, manifest, args)
     return 1 if failures else 0
+
+
+def build_int8(name: str, manifest: dict, args: argparse.Namespace) -> int:
+    """Builds the [int8] graph of a whole-image model from its fp32 graph; 1 on failure."""
+    spec = manifest["int8"]
+    dest = MODELS / spec["file"]
+    if not args.force and not args.print_sha and dest.is_file() and sha256_file(dest) == spec["sha256"]:
+        log(f"{name} int8: up to date")
+        return 0
+    fp32 = MODELS / manifest["file"]
+    if not fp32.is_file() or (not args.print_sha and sha256_file(fp32) != manifest["sha256"]):
+        log(f"{name} int8: the fp32 graph models/{manifest['file']} is missing or not the pinned one; "
+            "not quantising it")
+        return 1
+    t0 = time.time()
+    data, report = quantize_int8.quantize(manifest, fp32, args.downloads, sha256_file)
+    if not quantize_int8.check(name, report, spec["min_cosine"]):
+        return 1
+    got = sha256_bytes(data)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_bytes(data)
+    if args.print_sha:
+        print(f"{name}.int8 {spec['file']} {got} ({len(data)} bytes)")
+    elif got != spec["sha256"]:
+        tmp.unlink()
+        log(f"{name} int8: sha256 MISMATCH for models/{spec['file']}: built {got}, manifest pins "
+            f"{spec['sha256']}. The output differs from the one this project verified; not installed.")
+        return 1
+    os.replace(tmp, dest)
+    log(f"{name} int8: built in {time.time() - t0:.1f}s")
+    return 0
 
 
 if __name__ == "__main__":

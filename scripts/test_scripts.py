@@ -191,5 +191,55 @@ class SetupPython(unittest.TestCase):
         self.assertIn("/nonexistent/python3 not found", done.stderr)
 
 
+class Int8(unittest.TestCase):
+    """scripts/quantize_int8.py: ranges rounded outwards (so the pinned sha256 holds across CPUs),
+    a graph too far from fp32 refused, the calibration wheel checked."""
+
+    def test_ranges_round_outwards_to_three_digits(self):
+        import quantize_int8
+
+        lo = quantize_int8.round_out(np.array([-1.23456, 0.0, 2.71828e-5], np.float32), up=False)
+        hi = quantize_int8.round_out(np.array([-1.23456, 0.0, 2.71828e-5], np.float32), up=True)
+        np.testing.assert_allclose(lo, [-1.24, 0.0, 2.71e-5], rtol=1e-6)
+        np.testing.assert_allclose(hi, [-1.23, 0.0, 2.72e-5], rtol=1e-6)
+        # a range that is already round stays as it is
+        np.testing.assert_allclose(quantize_int8.round_out(np.array([6.0], np.float32), up=True), [6.0])
+
+    def test_a_graph_below_the_cosine_threshold_is_not_installed(self):
+        import quantize_int8
+
+        report = {"calibration_min": 0.95, "calibration_mean": 0.97, "held_out_min": 0.7,
+                  "held_out_mean": 0.8, "calibration_images": 28, "held_out_images": 8}
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            self.assertFalse(quantize_int8.check("m", report, 0.9))
+        self.assertIn("below 0.9", err.getvalue())
+        self.assertIn("not installed", err.getvalue())
+        with contextlib.redirect_stderr(io.StringIO()):
+            self.assertTrue(quantize_int8.check("m", dict(report, held_out_min=0.93), 0.9))
+
+    def test_a_wrong_calibration_wheel_is_refused(self):
+        import quantize_int8
+
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / quantize_int8.SKIMAGE_WHEEL).write_bytes(b"not the wheel")
+            with self_exit() as caught:
+                quantize_int8.skimage_photos(Path(d), ["astronaut.png"], build_models.sha256_file)
+            self.assertIn("sha256 mismatch", caught.message)
+            with self_exit() as caught:
+                quantize_int8.skimage_photos(Path(d) / "none", ["astronaut.png"], build_models.sha256_file)
+            self.assertIn("run scripts/setup", caught.message)
+
+    def test_every_int8_table_is_complete(self):
+        for path in sorted((REPO / "models").glob("*.toml")):
+            m = build_models.tomllib.loads(path.read_text())
+            if "int8" in m:
+                q = m["int8"]
+                self.assertEqual(len(q["sha256"]), 64, path)
+                self.assertTrue(q["file"].endswith("-int8.onnx"), path)
+                self.assertTrue(0 < q["min_cosine"] <= 1, path)
+                self.assertIn(m["name"], build_models.BUILDERS, path)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -63,7 +63,9 @@ pub struct BenchReport {
     pub sha256: String,
     /// True when the weights are random: the figures are latency only.
     pub random_weights: bool,
-    /// Execution provider.
+    /// Which graph ran: `fp32` or `int8`.
+    pub precision: crate::models::Precision,
+    /// Execution provider the session ran on.
     pub provider: String,
     /// Intra-op threads of the session (0 = ONNX Runtime's default).
     pub threads: usize,

@@ -14,7 +14,7 @@ use crate::face::openset::OpenSet;
 use crate::face::FaceOptions;
 use crate::head::{ClassWeight, CvReport, SoftmaxHead, SoftmaxValidParams, SolverStats};
 use crate::metrics::Report;
-use crate::models::{Model, ModelManifest, ModelSpec};
+use crate::models::{Model, ModelManifest, ModelSpec, Precision};
 use crate::split::SplitSpec;
 
 /// File name of the bundle inside a bundle folder.
@@ -37,6 +37,10 @@ pub struct ModelInfo {
     /// A fused model's parts' manifests, in order (empty for other kinds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<ModelManifest>,
+    /// The graph the features came from (`fp32` for bundles written before int8 existed);
+    /// prediction runs the same one.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// Where the training/validation split came from.
@@ -134,6 +138,7 @@ impl Bundle {
                 sha256: sha256.into(),
                 manifest: model.manifest.clone(),
                 parts: model.parts.iter().map(|p| p.manifest.clone()).collect(),
+                precision: model.precision,
             },
             classes,
             head,
@@ -239,6 +244,18 @@ impl Bundle {
                 Some(format!(
                     "pass --model {} (features of different models are not comparable)",
                     want.name
+                )),
+            ));
+        }
+        if model.precision != want.precision {
+            return Err(Error::config(
+                format!(
+                    "this bundle was trained on the {} features of `{}`, not the {} ones",
+                    want.precision, want.name, model.precision
+                ),
+                Some(format!(
+                    "pass --precision {} (or leave --precision out: prediction uses the bundle's), or re-run `qcyn fit --precision {}`",
+                    want.precision, model.precision
                 )),
             ));
         }

@@ -191,7 +191,9 @@ impl FeatureCache {
             return Ok(());
         }
         let files = self.files.lock().expect("lock");
-        let mut list: Vec<(&PathBuf, &FileEntry)> = files.iter().collect();
+        // JSON holds text: a path that is not UTF-8 is left out (and hashed again next time).
+        let mut list: Vec<(&PathBuf, &FileEntry)> =
+            files.iter().filter(|(p, _)| p.to_str().is_some()).collect();
         list.sort_by(|a, b| a.0.cmp(b.0));
         let bytes = serde_json::to_vec(&list).expect("serialisable index");
         write_atomic_fast(&self.root.join(FILES_INDEX), &bytes)?;

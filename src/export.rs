@@ -123,6 +123,12 @@ pub fn export(bundle: &Bundle, model: &Model, out: &Path) -> Result<ExportReport
             "decode, resize as `resize` says, colour order `colour`, x / scale, then (x - mean) / std per channel".into(),
         ),
         ("model".into(), model.manifest.name.clone()),
+        (
+            "precision".into(),
+            serde_json::to_value(model.precision)
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .unwrap_or_default(),
+        ),
         ("qcyn_version".into(), env!("CARGO_PKG_VERSION").into()),
     ];
     let graph = rewrite_graph(&bytes, &whole.input.name, &whole.output.features, bundle).map_err(

@@ -95,6 +95,10 @@ pub struct Prediction {
     /// The image.
     #[serde(serialize_with = "dataset::lossy_path")]
     pub path: PathBuf,
+    /// Only when the name is not UTF-8 (`path` is then lossy): its exact bytes, `%XX`-escaped
+    /// ([`dataset::escape_path`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_escaped: Option<String>,
     /// The most probable class; for face models the label of the face that best matches a known
     /// class ([`crate::label`]), `unknown` when every face is a stranger, or `no_face`; `null`
     /// when the image could not be read.
@@ -207,6 +211,7 @@ pub fn predict(
         let Some(emb) = emb else {
             out.push(Prediction {
                 path: path.clone(),
+                path_escaped: dataset::escaped_if_not_utf8(path),
                 label: None,
                 probabilities: Default::default(),
                 faces: None,
@@ -244,6 +249,7 @@ fn predict_one(
     if embeddings.is_empty() {
         return Ok(Prediction {
             path: path.to_path_buf(),
+            path_escaped: dataset::escaped_if_not_utf8(path),
             label: Some(NO_FACE.into()),
             probabilities: Default::default(),
             faces: (kind == ModelKind::Face).then(Vec::new),
@@ -265,6 +271,7 @@ fn predict_one(
         let p = proba.row(0).to_vec();
         return Ok(Prediction {
             path: path.to_path_buf(),
+            path_escaped: dataset::escaped_if_not_utf8(path),
             label: Some(classes[argmax(0)].clone()),
             probabilities: Probabilities::ranked(classes, &p, top_k),
             faces: None,
@@ -278,6 +285,7 @@ fn predict_one(
         let known = set.is_none_or(|s| similarity.unwrap_or(1.0) >= s.threshold);
         return Ok(Prediction {
             path: path.to_path_buf(),
+            path_escaped: dataset::escaped_if_not_utf8(path),
             label: Some(if known {
                 classes[argmax(0)].clone()
             } else {
@@ -319,6 +327,7 @@ fn predict_one(
     let shown = crate::label::representative_face(&labels, &image).unwrap_or(0);
     Ok(Prediction {
         path: path.to_path_buf(),
+        path_escaped: dataset::escaped_if_not_utf8(path),
         label: Some(image.name(classes)),
         probabilities: faces[shown].probabilities.clone(),
         faces: Some(faces),

@@ -7,6 +7,7 @@ mod engine;
 mod export;
 mod face;
 mod fusion;
+mod precision;
 mod pure;
 mod scripts;
 mod workflow;

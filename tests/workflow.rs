@@ -1409,7 +1409,7 @@ fn every_command_that_opens_a_backbone_honours_device() {
     let dir = Dir::new();
     rgb_bundle(&dir);
     dir.write("new/a.png", &png(&tinted(RED, 100)));
-    // This version has no CUDA execution provider, so asking for it is a clear error: a command
+    // This machine has no GPU (nor runtime/gpu), so asking for CUDA is a clear error: a command
     // that ran on the CPU instead would ignore --device. The backbone is opened only when an image
     // is not in the feature cache (and `fit` cached them all), hence --no-cache.
     let cuda = ["--device", "cuda"];

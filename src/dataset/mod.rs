@@ -20,18 +20,92 @@ pub struct Sample {
 }
 
 /// A file that was passed over, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// In JSON: `path` (lossy when the name is not UTF-8), `reason`, and, only for a name that is not
+/// UTF-8, `path_escaped` ([`escape_path`]: its exact bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Skipped {
     /// The file (written lossily when its name is not UTF-8).
-    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// Why it was skipped, for people.
     pub reason: String,
 }
 
-/// Serialises a path as text, replacing bytes that are not UTF-8 (JSON cannot hold them).
+impl Serialize for Skipped {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let escaped = escaped_if_not_utf8(&self.path);
+        let mut st = s.serialize_struct("Skipped", 2 + usize::from(escaped.is_some()))?;
+        st.serialize_field("path", &self.path.to_string_lossy())?;
+        st.serialize_field("reason", &self.reason)?;
+        if let Some(e) = escaped {
+            st.serialize_field("path_escaped", &e)?;
+        }
+        st.end()
+    }
+}
+
+/// Serialises a path as text, replacing bytes that are not UTF-8 (JSON cannot hold them; see
+/// [`escape_path`] for the exact form).
 pub fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&path.to_string_lossy())
+}
+
+/// A path as text that keeps every byte: a UTF-8 path unchanged; in any other (Linux names are
+/// bytes, e.g. Latin-1 names from another system's zip) each byte that is not part of valid UTF-8,
+/// and each `%`, written `%XX` (hex), as in URLs. [`unescape_path`] reverses it.
+pub fn escape_path(path: &Path) -> String {
+    escaped_if_not_utf8(path).unwrap_or_else(|| path.to_string_lossy().into_owned())
+}
+
+/// [`escape_path`] for a path that is not UTF-8, `None` for one that is.
+pub fn escaped_if_not_utf8(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.to_str().is_some() {
+        return None;
+    }
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '%' {
+                out.push_str("%25");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(out)
+}
+
+/// The path [`escape_path`] wrote, or `None` when `text` holds no valid `%XX`.
+pub fn unescape_path(text: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let mut any = false;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+                any = true;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    any.then(|| PathBuf::from(std::ffi::OsString::from_vec(out)))
 }
 
 /// Labelled images with their class names.
@@ -133,14 +207,9 @@ pub fn scan(root: &Path) -> Result<Dataset> {
         let mut count = 0;
         let (files, loops) = walk_files(&dir)?;
         skipped.extend(loops);
+        // A file name need not be UTF-8 (Linux names are bytes): it is read like any other, keyed
+        // by content, shown lossily and written exactly with `escape_path`.
         for path in files {
-            if path.to_str().is_none() {
-                skipped.push(Skipped {
-                    path,
-                    reason: "file name is not valid UTF-8; rename the file".into(),
-                });
-                continue;
-            }
             if !has_image_extension(&path) {
                 skipped.push(Skipped {
                     path,
@@ -343,12 +412,8 @@ pub fn relative_path(root: &Path, path: &Path) -> Result<String> {
     let mut parts = Vec::new();
     for c in rel.components() {
         match c {
-            Component::Normal(s) => parts.push(s.to_str().ok_or_else(|| {
-                Error::config(
-                    format!("{} is not valid UTF-8; rename it", path.display()),
-                    None,
-                )
-            })?),
+            // A name that is not UTF-8 is written escaped (`%XX`), which list readers undo.
+            Component::Normal(s) => parts.push(escape_path(Path::new(s))),
             Component::CurDir => {}
             _ => {
                 return Err(Error::config(

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 mod registry;
+pub use registry::int8_models;
 pub use registry::{default_model, DefaultModel, ModelFile, ModelSummary, Registry};
 
 /// What kind of feature extractor a manifest describes.
@@ -84,6 +85,53 @@ pub struct WholeSpec {
     pub preprocess: PreprocessSpec,
     /// Output tensors.
     pub output: OutputSpec,
+    /// The int8 graph, when the setup builds one.
+    pub int8: Option<Int8Spec>,
+}
+
+/// Numeric precision of a whole-image backbone's graph: the manifest's float graph, or the
+/// statically quantised one of its `[int8]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// The float32 graph (`file`).
+    #[default]
+    Fp32,
+    /// The int8 QDQ graph (`[int8] file`), quantised by `scripts/build_models.py`.
+    Int8,
+}
+
+impl Precision {
+    /// `fp32` or `int8`, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `[int8]` table of a whole-image manifest: a static QDQ int8 graph of the same model, with
+/// the same input, preprocessing and outputs, built and checked against fp32 by
+/// `scripts/build_models.py`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Int8Spec {
+    /// ONNX file, relative to the manifest's folder.
+    pub file: PathBuf,
+    /// sha256 of the file.
+    pub sha256: String,
+    /// `onnxruntime.quantization` calibration method (`MinMax`, `Percentile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
+    /// The build refuses a graph whose features have a lower cosine with fp32's on its photos.
+    pub min_cosine: f32,
 }
 
 /// A face model: the detector and embedder graphs.
@@ -153,6 +201,8 @@ pub struct RawManifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     output: Option<OutputSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    int8: Option<Int8Spec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     detector: Option<DetectorSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     embedder: Option<EmbedderSpec>,
@@ -175,6 +225,7 @@ impl TryFrom<RawManifest> for ModelManifest {
                     || r.input.is_some()
                     || r.preprocess.is_some()
                     || r.output.is_some()
+                    || r.int8.is_some()
                     || r.detector.is_some()
                     || r.embedder.is_some()
                 {
@@ -207,6 +258,7 @@ impl TryFrom<RawManifest> for ModelManifest {
                     input,
                     preprocess,
                     output,
+                    int8: r.int8,
                 };
                 spec.check()?;
                 ModelSpec::Whole(spec)
@@ -216,8 +268,9 @@ impl TryFrom<RawManifest> for ModelManifest {
                     || r.input.is_some()
                     || r.preprocess.is_some()
                     || r.output.is_some()
+                    || r.int8.is_some()
                 {
-                    return Err("a face model has no `file`, [input], [preprocess] or [output]: its graphs are in [detector] and [embedder]".into());
+                    return Err("a face model has no `file`, [input], [preprocess], [output] or [int8]: its graphs are in [detector] and [embedder]".into());
                 }
                 let (Some(detector), Some(embedder)) = (r.detector, r.embedder) else {
                     return Err("a face model needs a [detector] and an [embedder] table".into());
@@ -254,6 +307,7 @@ impl From<ModelManifest> for RawManifest {
             input: None,
             preprocess: None,
             output: None,
+            int8: None,
             detector: None,
             embedder: None,
             parts: None,
@@ -266,6 +320,7 @@ impl From<ModelManifest> for RawManifest {
                 r.input = Some(w.input);
                 r.preprocess = Some(w.preprocess);
                 r.output = Some(w.output);
+                r.int8 = w.int8;
             }
             ModelSpec::Face(f) => {
                 r.detector = Some(f.detector);
@@ -294,6 +349,14 @@ impl WholeSpec {
         }
         if self.output.dim == 0 {
             return Err("[output] dim must be positive".into());
+        }
+        if let Some(q) = &self.int8 {
+            if q.sha256.len() != 64 || !q.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("[int8] sha256 must be 64 hex digits".into());
+            }
+            if !(q.min_cosine > 0.0 && q.min_cosine <= 1.0) {
+                return Err("[int8] min_cosine must be above 0 and at most 1".into());
+            }
         }
         Ok(())
     }
@@ -500,6 +563,19 @@ pub struct Model {
     pub manifest_path: PathBuf,
     /// A fused model's parts, resolved (empty for other kinds).
     pub parts: Vec<Model>,
+    /// Which graph runs: fp32, or the `[int8]` one (see [`Registry::with_precision`]).
+    pub precision: Precision,
+}
+
+/// One ONNX graph a model runs: where it is, its pinned sha256 and how messages name it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    /// The file, resolved.
+    pub path: PathBuf,
+    /// Its pinned sha256.
+    pub sha256: Option<String>,
+    /// How messages name it ("model file for `mobilenetv2`", "int8 graph of `mobilenetv2`").
+    pub what: String,
 }
 
 impl Model {
@@ -518,6 +594,7 @@ impl Model {
             manifest,
             manifest_path: path.to_path_buf(),
             parts: Vec::new(),
+            precision: Precision::Fp32,
         })
     }
 
@@ -535,9 +612,41 @@ impl Model {
         }
     }
 
-    /// The ONNX file of a whole-image model (`None` for face models).
+    /// The ONNX file of a whole-image model at its precision (`None` for face models).
     pub fn onnx_path(&self) -> Option<PathBuf> {
-        self.manifest.whole().map(|w| self.resolve(&w.file))
+        self.graph().map(|g| g.path)
+    }
+
+    /// The graph a whole-image model runs at its [`Model::precision`] (`None` for other kinds,
+    /// and for int8 when the manifest has no `[int8]` table).
+    pub fn graph(&self) -> Option<Graph> {
+        let w = self.manifest.whole()?;
+        let name = &self.manifest.name;
+        match self.precision {
+            Precision::Fp32 => Some(Graph {
+                path: self.resolve(&w.file),
+                sha256: w.sha256.clone(),
+                what: format!("model file for `{name}`"),
+            }),
+            Precision::Int8 => w.int8.as_ref().map(|q| Graph {
+                path: self.resolve(&q.file),
+                sha256: Some(q.sha256.clone()),
+                what: format!("int8 graph of `{name}`"),
+            }),
+        }
+    }
+
+    /// Whether the model can run at `precision`: fp32 always; int8 when it is a whole-image
+    /// model with an `[int8]` table, or a fusion of such models.
+    pub fn has_precision(&self, precision: Precision) -> bool {
+        match (&self.manifest.spec, precision) {
+            (_, Precision::Fp32) => true,
+            (ModelSpec::Whole(w), Precision::Int8) => w.int8.is_some(),
+            (ModelSpec::Fusion(_), Precision::Int8) => {
+                !self.parts.is_empty() && self.parts.iter().all(|p| p.has_precision(precision))
+            }
+            (ModelSpec::Face(_), Precision::Int8) => false,
+        }
     }
 
     /// Every ONNX file the model runs, resolved, with its pinned sha256: one for a whole-image
@@ -545,7 +654,10 @@ impl Model {
     pub fn files(&self) -> Vec<(PathBuf, Option<String>)> {
         match &self.manifest.spec {
             ModelSpec::Fusion(_) => self.parts.iter().flat_map(|p| p.files()).collect(),
-            ModelSpec::Whole(w) => vec![(self.resolve(&w.file), w.sha256.clone())],
+            ModelSpec::Whole(w) => match self.graph() {
+                Some(g) => vec![(g.path, g.sha256)],
+                None => vec![(self.resolve(&w.file), w.sha256.clone())],
+            },
             ModelSpec::Face(f) => vec![
                 (
                     self.resolve(&f.detector.file),
@@ -591,11 +703,11 @@ pub fn verify_file(
         Some(expected) if expected != actual => Err(Error::bad_file(
             path,
             format!(
-                "sha256 is {actual}, but the manifest {} says {expected}",
+                "{what}: sha256 is {actual}, but the manifest {} says {expected}",
                 manifest.display()
             ),
             Some(
-                "the file was changed or only partly written; rebuild it with scripts/setup".into(),
+                "the file was changed or only partly written; re-run scripts/setup, which rebuilds and checks it".into(),
             ),
         )),
         _ => Ok(actual),

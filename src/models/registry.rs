@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::models::{is_fused_name, Model, ModelKind, ModelManifest, ModelSpec};
+use crate::models::{is_fused_name, Model, ModelKind, ModelManifest, ModelSpec, Precision};
 
 /// All manifests in a models folder.
 #[derive(Debug, Clone)]
@@ -70,9 +70,47 @@ impl Registry {
                 manifest,
                 manifest_path: self.dir.join(format!("{name}.toml")),
                 parts: Vec::new(),
+                precision: Precision::Fp32,
             });
         }
         Err(self.unknown(name, None))
+    }
+
+    /// `model` set to run at `precision` (a fused model's parts too), or an error naming the
+    /// models of this folder that have an int8 graph.
+    pub fn with_precision(&self, mut model: Model, precision: Precision) -> Result<Model> {
+        if !model.has_precision(precision) {
+            let what = match model.manifest.kind() {
+                ModelKind::Face => format!(
+                    "model `{}` is a face model: it has no int8 graph (--precision int8 is for whole-image models)",
+                    model.manifest.name
+                ),
+                ModelKind::Fusion => format!(
+                    "model `{}` has no int8 graph: not every part of it has one",
+                    model.manifest.name
+                ),
+                ModelKind::Whole => format!(
+                    "model `{}` has no int8 graph (its manifest {} has no [int8] table)",
+                    model.manifest.name,
+                    model.manifest_path.display()
+                ),
+            };
+            let with = int8_models(self);
+            let hint = if with.is_empty() {
+                "no model of this models folder has one; use --precision fp32".to_string()
+            } else {
+                format!(
+                    "models with an int8 graph: {} (or use --precision fp32)",
+                    with.join(", ")
+                )
+            };
+            return Err(Error::config(what, Some(hint)));
+        }
+        model.precision = precision;
+        for part in &mut model.parts {
+            part.precision = precision;
+        }
+        Ok(model)
     }
 
     fn unknown(&self, name: &str, within: Option<&Path>) -> Error {
@@ -162,6 +200,16 @@ impl Registry {
     }
 }
 
+/// The names of the models (fused ones included) that can run with `--precision int8`.
+pub fn int8_models(registry: &Registry) -> Vec<String> {
+    registry
+        .models
+        .iter()
+        .filter(|m| m.has_precision(Precision::Int8))
+        .map(|m| m.manifest.name.clone())
+        .collect()
+}
+
 /// One row of `qcyn models`: what a manifest names and whether its files are installed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {
@@ -175,6 +223,9 @@ pub struct ModelSummary {
     pub sha256: Option<String>,
     /// Every ONNX file with its pinned sha256.
     pub files: Vec<ModelFile>,
+    /// The int8 graph (`--precision int8`), when the manifest has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub int8: Option<ModelFile>,
     /// Whether this is the default model.
     pub default: bool,
     /// Why it is the default (only on the default's row).
@@ -246,6 +297,14 @@ impl Registry {
                     .map(|(path, sha256)| ModelFile { path, sha256 })
                     .collect();
                 let (input, feature_dim) = shape(m);
+                let int8 = m
+                    .manifest
+                    .whole()
+                    .and_then(|w| w.int8.as_ref())
+                    .map(|q| ModelFile {
+                        path: m.resolve(&q.file),
+                        sha256: Some(q.sha256.clone()),
+                    });
                 let is_default = man.name == default.name;
                 ModelSummary {
                     name: man.name.clone(),
@@ -254,6 +313,7 @@ impl Registry {
                     sha256: files.first().and_then(|f| f.sha256.clone()),
                     available: !files.is_empty() && files.iter().all(|f| f.path.is_file()),
                     files,
+                    int8,
                     default: is_default,
                     default_reason: is_default.then(|| default.reason.clone()),
                     random_weights: man.random_weights,

@@ -119,7 +119,10 @@ pub fn read(dir: &Path, base: Option<&Path>) -> Result<Lists> {
                 ));
             }
             seen.insert(rel.clone(), (name.to_string(), line_no));
-            if !base.join(&rel).is_file() {
+            // A name that is not UTF-8 was written escaped (`dataset::escape_path`).
+            let found = base.join(&rel).is_file()
+                || crate::dataset::unescape_path(&rel).is_some_and(|p| base.join(p).is_file());
+            if !found {
                 missing.push(format!("{rel} ({name} line {line_no})"));
             }
             rows.push((part, rel, class));
@@ -142,7 +145,13 @@ pub fn read(dir: &Path, base: Option<&Path>) -> Result<Lists> {
 
     let mut ordered: Vec<(usize, PathBuf, usize)> = rows
         .into_iter()
-        .map(|(part, rel, class)| (class, base.join(rel), part))
+        .map(|(part, rel, class)| {
+            let path = match crate::dataset::unescape_path(&rel) {
+                Some(p) if !base.join(&rel).is_file() => base.join(p),
+                _ => base.join(rel),
+            };
+            (class, path, part)
+        })
         .collect();
     ordered.sort();
     let mut split = Split::default();

@@ -262,6 +262,9 @@ pub struct CompareArgs {
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Which graph of every backbone compared runs (each must have it).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
+    pub precision: PrecisionArg,
     /// Images per backbone run.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
@@ -278,6 +281,10 @@ pub struct RunArgs {
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// The backbone's graph [default: the precision the bundle was fit with]; another one is
+    /// refused, as its features differ from those the head learnt.
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
     /// Images per backbone run.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
@@ -369,6 +376,11 @@ pub struct ModelArgs {
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+    /// Which graph of the backbone runs: the float one, or the int8 one that scripts/setup
+    /// quantises (about twice as fast on a CPU; `qcyn models` lists the models that have one).
+    /// Its features are cached apart, and a bundle predicts with the precision it was fit with.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
+    pub precision: PrecisionArg,
     /// Face models: what to do with an image in which no face is found: skip it (and list it), or
     /// embed the whole image instead.
     #[arg(long, value_enum, default_value_t = NoFaceArg::Skip, value_name = "WHAT")]
@@ -422,8 +434,17 @@ pub struct CacheArgs {
 pub enum DeviceArg {
     /// ONNX Runtime's CPU execution provider.
     Cpu,
-    /// ONNX Runtime's CUDA execution provider (not available yet).
+    /// ONNX Runtime's CUDA execution provider (needs an NVIDIA GPU and `scripts/setup --gpu`).
     Cuda,
+}
+
+/// Backbone precisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// The float32 graph.
+    Fp32,
+    /// The static int8 (QDQ, per-channel) graph built by scripts/setup.
+    Int8,
 }
 
 /// `qcyn extract`.

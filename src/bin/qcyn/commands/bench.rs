@@ -10,7 +10,7 @@ use super::{print_json, random_weights_warning, session_options, threads, Ctx};
 use crate::args;
 
 pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
-    let model = ctx.model_or_default(a.model.model.as_deref())?;
+    let model = ctx.model_for(&a.model)?;
     let limits = qcyn::bench::BenchLimits {
         batches: a.batch.clone(),
         warmup: a.warmup,
@@ -45,6 +45,7 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         model: model.manifest.name.clone(),
         sha256,
         random_weights: model.manifest.random_weights,
+        precision: model.precision,
         provider: opts.device.provider_name().into(),
         threads: opts.threads,
         results,
@@ -56,8 +57,9 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         print_json(&report)?;
     } else {
         println!(
-            "model {} ({}), sha256 {}, {} with {} threads",
+            "model {} {} ({}), sha256 {}, {} with {} threads",
             report.model,
+            report.precision,
             if report.random_weights {
                 "RANDOM weights: latency only"
             } else {

@@ -9,13 +9,18 @@ use qcyn::models::{Model, ModelKind, Registry};
 use qcyn::pipeline::Pipeline;
 use qcyn::split::SplitRule;
 
-use super::{device, find_dups, load_data, open_cache, print_json, resolve_threads, Ctx};
+use super::{
+    device, find_dups, load_data, open_cache, precision, print_json, resolve_threads, Ctx,
+};
 use crate::args;
 use crate::outcome::exit_code;
 
 pub(super) fn run(ctx: &Ctx, a: args::CompareArgs) -> Result<ExitCode> {
     let registry = ctx.registry()?;
-    let models = choose_models(&registry, a.models.as_deref())?;
+    let models = choose_models(&registry, a.models.as_deref())?
+        .into_iter()
+        .map(|m| registry.with_precision(m, precision(a.precision)))
+        .collect::<qcyn::Result<Vec<Model>>>()?;
     let rule = match (a.val_per_class, a.val_fraction) {
         (Some(n), _) => SplitRule::ValPerClass { n },
         (None, Some(f)) => SplitRule::ValFraction { f },
@@ -38,7 +43,7 @@ pub(super) fn run(ctx: &Ctx, a: args::CompareArgs) -> Result<ExitCode> {
     };
     let dataset = load_data(&a.data)?;
     let threads = resolve_threads(a.threads);
-    let env = ctx.environment()?;
+    let env = ctx.environment_for(device(a.device))?;
     let session = qcyn::backbone::SessionOptions {
         threads,
         device: device(a.device),

@@ -12,7 +12,7 @@ use crate::args;
 use crate::outcome::exit_code;
 
 pub(super) fn run(ctx: &Ctx, a: args::DupsArgs) -> Result<ExitCode> {
-    let model = ctx.model_or_default(a.model.model.as_deref())?;
+    let model = ctx.model_for(&a.model)?;
     let data = load_data(&a.data)?;
     let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
     let cache = open_cache(&a.cache, &pipeline)?;

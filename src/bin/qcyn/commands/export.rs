@@ -10,7 +10,10 @@ use crate::args;
 
 pub(super) fn run(ctx: &Ctx, a: args::ExportArgs) -> Result<ExitCode> {
     let bundle = Bundle::load(&qcyn::bundle::bundle_path(&a.bundle))?;
-    let model = ctx.model(&bundle.model.name)?;
+    let registry = ctx.registry()?;
+    // The graph the bundle was fitted on: fp32 or int8.
+    let model =
+        registry.with_precision(registry.get(&bundle.model.name)?, bundle.model.precision)?;
     let report = qcyn::export::export(&bundle, &model, &a.out)?;
     if ctx.global.json {
         print_json(&report)?;

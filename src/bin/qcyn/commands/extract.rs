@@ -11,7 +11,7 @@ use crate::args;
 use crate::outcome::LeftOut;
 
 pub(super) fn run(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
-    let model = ctx.model_or_default(a.model.model.as_deref())?;
+    let model = ctx.model_for(&a.model)?;
     let data = load_data(&a.data)?;
     let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
     let cache = open_cache(&a.cache, &pipeline)?;
@@ -47,7 +47,10 @@ pub(super) fn run(ctx: &Ctx, a: args::ExtractArgs) -> Result<ExitCode> {
         println!(
             "{} images with {}: {} extracted, {} cached, {} skipped in {:.2} s ({:.1} images/s)",
             report.images,
-            report.model,
+            match model.precision {
+                qcyn::models::Precision::Fp32 => report.model.clone(),
+                p => format!("{} ({p})", report.model),
+            },
             report.extracted,
             report.cached,
             report.skipped.len(),

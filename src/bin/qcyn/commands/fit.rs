@@ -17,7 +17,7 @@ use crate::args;
 use crate::outcome::LeftOut;
 
 pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
-    let model = ctx.model_or_default(a.model.model.as_deref())?;
+    let model = ctx.model_for(&a.model)?;
     if model.manifest.random_weights {
         anyhow::bail!(qcyn::Error::config(
             format!(

@@ -8,7 +8,7 @@ use qcyn::backbone::{Device, SessionOptions};
 use qcyn::bundle::Bundle;
 use qcyn::cache::FeatureCache;
 use qcyn::dataset::{self, Dataset};
-use qcyn::models::{Model, Registry};
+use qcyn::models::{Model, Precision, Registry};
 use qcyn::pipeline::Pipeline;
 use qcyn::progress::Reporter;
 
@@ -53,13 +53,30 @@ impl Ctx {
         }
     }
 
+    /// The model the model options name (or the default), at the precision they ask for.
+    fn model_for(&self, args: &args::ModelArgs) -> Result<Model> {
+        let model = self.model_or_default(args.model.as_deref())?;
+        Ok(self
+            .registry()?
+            .with_precision(model, precision(args.precision))?)
+    }
+
     fn model(&self, name: &str) -> Result<Model> {
         Ok(self.registry()?.get(name)?)
     }
 
     /// Loads ONNX Runtime and builds the process's environment (the binary's job, not the library's).
     fn environment(&self) -> Result<ort::environment::Environment> {
-        let path = qcyn::runtime::locate_dylib(self.global.ort_dylib.as_deref())?;
+        self.environment_for(Device::Cpu)
+    }
+
+    /// The environment for sessions on `device`: `--device cuda` loads the GPU build of ONNX
+    /// Runtime that `scripts/setup --gpu` extracted, when it is there.
+    fn environment_for(&self, device: Device) -> Result<ort::environment::Environment> {
+        let path = qcyn::runtime::locate_dylib_for(
+            self.global.ort_dylib.as_deref(),
+            device == Device::Cuda,
+        )?;
         let builder = ort::init_from(&path).map_err(|e| {
             qcyn::Error::config(
                 format!("cannot load ONNX Runtime from {}: {e}", path.display()),
@@ -79,7 +96,7 @@ impl Ctx {
         model: &Model,
         args: &args::ModelArgs,
     ) -> Result<(Pipeline, ort::environment::Environment)> {
-        let env = self.environment()?;
+        let env = self.environment_for(device(args.device))?;
         let pipeline = Pipeline::open_with(&env, model, session_options(args), face_options(args))?;
         Ok((pipeline, env))
     }
@@ -116,8 +133,12 @@ fn bundle_and_pipeline(
     run: &args::RunArgs,
 ) -> Result<(Bundle, Pipeline, ort::environment::Environment)> {
     let bundle = Bundle::load(&qcyn::bundle::bundle_path(bundle))?;
-    let model = ctx.model(&bundle.model.name)?;
-    let env = ctx.environment()?;
+    let registry = ctx.registry()?;
+    let model = registry.get(&bundle.model.name)?;
+    // The bundle's precision unless another is asked for, which check_model then refuses.
+    let precision = run.precision.map_or(bundle.model.precision, precision);
+    let model = registry.with_precision(model, precision)?;
+    let env = ctx.environment_for(device(run.device))?;
     let pipeline = Pipeline::open_with(
         &env,
         &model,
@@ -164,6 +185,13 @@ fn session_options(model: &args::ModelArgs) -> SessionOptions {
     SessionOptions {
         threads: threads(model),
         device: device(model.device),
+    }
+}
+
+fn precision(arg: args::PrecisionArg) -> Precision {
+    match arg {
+        args::PrecisionArg::Fp32 => Precision::Fp32,
+        args::PrecisionArg::Int8 => Precision::Int8,
     }
 }
 

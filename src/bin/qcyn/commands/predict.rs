@@ -33,6 +33,7 @@ pub(super) fn run(ctx: &Ctx, a: args::PredictArgs) -> Result<ExitCode> {
     )?;
     for m in missing.drain(..) {
         predictions.push(qcyn::predict::Prediction {
+            path_escaped: qcyn::dataset::escaped_if_not_utf8(&m.path),
             path: m.path,
             label: None,
             probabilities: Default::default(),

@@ -25,7 +25,7 @@ pub(super) fn run(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
             0,
         )
     } else {
-        let model = ctx.model_or_default(a.model.model.as_deref())?;
+        let model = ctx.model_for(&a.model)?;
         let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
         let cache = open_cache(&a.cache, &pipeline)?;
         let extract = ExtractOptions {
