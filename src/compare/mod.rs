@@ -209,6 +209,9 @@ pub struct SplitMethod<'a> {
     pub name: &'static str,
     /// Makes one split.
     pub split: &'a (dyn Fn(&Dataset, &SplitSpec) -> Result<Split> + Sync),
+    /// The near-duplicate groups the split keeps together (sample indices), which the softmax
+    /// head's cross-validation of its L2 strength then keeps in one fold too; empty for none.
+    pub groups: &'a [Vec<usize>],
 }
 
 impl std::fmt::Debug for SplitMethod<'_> {
@@ -226,6 +229,7 @@ impl SplitMethod<'static> {
         SplitMethod {
             name: "stratified",
             split: &crate::split::stratified,
+            groups: &[],
         }
     }
 }
@@ -433,6 +437,9 @@ pub fn compare(
             }
         }
     }
+    // Each sample's near-duplicate unit, for the softmax head's folds (`None` without grouping).
+    let units = (!method.groups.is_empty())
+        .then(|| crate::estimate::units(dataset.samples.len(), method.groups));
     // Every (recipe, repeat) is one job; the softmax head parallelises inside too.
     let jobs: Vec<(usize, usize)> = (0..recipes.len())
         .flat_map(|i| (0..splits.len()).map(move |r| (i, r)))
@@ -441,7 +448,7 @@ pub fn compare(
         .par_iter()
         .map(|&(i, r)| {
             let (m, head, w) = recipes[i];
-            score(dataset, &models[m], &splits[r], head, w, opts, r)
+            score(dataset, &models[m], &splits[r], head, w, opts, (r, &units))
         })
         .collect();
     let mut rows = Vec::with_capacity(recipes.len());
@@ -520,7 +527,7 @@ fn score(
     head: HeadKind,
     w: Weighting,
     opts: &CompareOptions,
-    repeat: usize,
+    (repeat, units): (usize, &Option<Vec<usize>>),
 ) -> Result<(f64, f64, String)> {
     let k = dataset.classes.len();
     let rows = |idx: &[usize]| -> (Vec<usize>, Array2<f32>, Vec<usize>) {
@@ -541,7 +548,10 @@ fn score(
         let x = Array2::from_shape_vec((have.len(), d), x).expect("rows of equal length");
         (have, x, y)
     };
-    let (_, train_x, train_y) = rows(&split.train);
+    let (train_have, train_x, train_y) = rows(&split.train);
+    let train_units: Option<Vec<usize>> = units
+        .as_ref()
+        .map(|u| train_have.iter().map(|&i| u[i]).collect());
     let (val_have, val_x, _) = rows(&split.val);
     let named = |e: HeadError| -> Error {
         match e {
@@ -590,7 +600,13 @@ fn score(
                     .n_classes(k)
                     .check()
                     .map_err(named)?;
-                let fitted = crate::head::fit(train_x.view(), &train_y, &params).map_err(named)?;
+                let fitted = crate::head::fit_grouped(
+                    train_x.view(),
+                    &train_y,
+                    train_units.as_deref(),
+                    &params,
+                )
+                .map_err(named)?;
                 let proba = fitted.head.try_predict_proba(val_x.view()).map_err(named)?;
                 let pred = proba
                     .rows()

@@ -75,6 +75,7 @@ pub(super) fn run(ctx: &Ctx, a: args::CompareArgs) -> Result<ExitCode> {
         SplitMethod {
             name: "grouped",
             split: &grouped_split,
+            groups: &groups,
         }
     };
     // Every split is checked before the compared backbones run.
