@@ -21,7 +21,7 @@ import json, statistics, sys
 tmp, model, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
 fits = [json.load(open(f"{tmp}/fit{s}.json")) for s in seeds]
 acc = [f["accuracy"] for f in fits]
-no_face = sorted({p for f in fits for p in f.get("no_face", [])})
+no_face = sorted({p["path"] if isinstance(p, dict) else p for f in fits for p in f.get("no_face", [])})
 out = {
     "model": model,
     "seeds": [int(s) for s in seeds],
