@@ -293,20 +293,8 @@ fn augmented(dir: &Dir, photos: u32) {
     }
 }
 
-fn models() -> String {
-    project()
-        .join("tests/fixtures/models")
-        .display()
-        .to_string()
-}
-
 fn q(dir: &Dir, args: &[&str]) -> (Value, i32, String) {
-    let m = models();
-    let mut all = vec!["--models-dir", m.as_str()];
-    all.extend_from_slice(args);
-    let (json, code, err) = dir.json(&all);
-    assert!(!err.contains("panicked"), "{err}");
-    (json, code, err)
+    q_fixture(dir, args)
 }
 
 fn ok(dir: &Dir, args: &[&str]) -> Value {
@@ -551,7 +539,7 @@ fn split_trains_on_a_class_of_copies_without_holding_it_out_and_no_group_splits_
     for k in 0..4 {
         dir.write(&format!("data/blue/{k}.png"), &png(&photo(6, BLUE)));
     }
-    let m = models();
+    let m = fixture_models();
     let out = dir.run(&[
         "--models-dir",
         &m,

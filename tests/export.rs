@@ -6,20 +6,8 @@ use serde_json::Value;
 
 use crate::util::*;
 
-fn models() -> String {
-    project()
-        .join("tests/fixtures/models")
-        .display()
-        .to_string()
-}
-
 fn q(dir: &Dir, args: &[&str]) -> (Value, i32, String) {
-    let m = models();
-    let mut all = vec!["--models-dir", m.as_str()];
-    all.extend_from_slice(args);
-    let (json, code, err) = dir.json(&all);
-    assert!(!err.contains("panicked"), "{err}");
-    (json, code, err)
+    q_fixture(dir, args)
 }
 
 /// 8×8 photos: the tiny model's input size, so its preprocessing is only `x / 255` and Python
@@ -33,9 +21,8 @@ fn dataset(dir: &Dir) {
     }
 }
 
-#[test]
-fn exported_graph_gives_predicts_probabilities_in_onnxruntime() {
-    require_runtime();
+/// A folder with the dataset and a bundle `b` fitted on it.
+fn fitted() -> Dir {
     let dir = Dir::new();
     dataset(&dir);
     let (_, code, err) = q(
@@ -55,6 +42,13 @@ fn exported_graph_gives_predicts_probabilities_in_onnxruntime() {
         ],
     );
     assert_eq!(code, 0, "{err}");
+    dir
+}
+
+#[test]
+fn exported_graph_gives_predicts_probabilities_in_onnxruntime() {
+    require_runtime();
+    let dir = fitted();
     let (exp, code, err) = q(&dir, &["export", "--bundle", "b", "--out", "m.onnx"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(exp["input"], "image float32 [N, 3, 8, 8]", "{exp}");
@@ -124,31 +118,13 @@ print(json.dumps({"p": p.tolist(), "classes": json.loads(meta["classes"]),
 #[test]
 fn export_refuses_a_bundle_whose_model_changed_and_a_missing_bundle() {
     require_runtime();
-    let dir = Dir::new();
-    dataset(&dir);
-    let (_, code, err) = q(
-        &dir,
-        &[
-            "fit",
-            "data",
-            "--model",
-            "tiny",
-            "--val-per-class",
-            "2",
-            "--no-group",
-            "--l2",
-            "1",
-            "--out",
-            "b",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    let dir = fitted();
     let path = dir.path("b/bundle.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut bundle: Value = serde_json::from_str(&text).unwrap();
     bundle["model"]["sha256"] = Value::String("0".repeat(64));
     std::fs::write(&path, serde_json::to_vec(&bundle).unwrap()).unwrap();
-    let m = models();
+    let m = fixture_models();
     let fails = |bundle: &str| {
         let out = dir.run(&[
             "--models-dir",

@@ -221,3 +221,21 @@ pub fn ort_env() -> ort::environment::Environment {
     })
     .clone()
 }
+
+/// The folder of the tiny model fixtures (`tests/fixtures/models`).
+pub fn fixture_models() -> String {
+    project()
+        .join("tests/fixtures/models")
+        .display()
+        .to_string()
+}
+
+/// `qcyn --models-dir <fixtures> args… --json` in `dir`: (json, exit code, stderr), never a panic.
+pub fn q_fixture(dir: &Dir, args: &[&str]) -> (Value, i32, String) {
+    let m = fixture_models();
+    let mut all = vec!["--models-dir", m.as_str()];
+    all.extend_from_slice(args);
+    let (json, code, err) = dir.json(&all);
+    assert!(!err.contains("panicked"), "{err}");
+    (json, code, err)
+}
