@@ -260,9 +260,13 @@ pub fn label_scores(y_true: &[usize], y_pred: &[Option<usize>], k: usize) -> Lab
     }
 }
 
-/// Evaluates probabilities `proba` (one row per image, one column per class) against labels
-/// `y_true`. The predicted class is the most probable one (the lowest index on a tie).
-pub fn evaluate(y_true: &[usize], proba: ArrayView2<f32>, classes: &[String]) -> Result<Report> {
+/// The checks every evaluation makes first: one label per row, one column per class, at least one
+/// image, labels in range. Returns (rows, classes).
+fn check_inputs(
+    y_true: &[usize],
+    proba: ArrayView2<f32>,
+    classes: &[String],
+) -> Result<(usize, usize)> {
     let (n, k) = proba.dim();
     if n != y_true.len() {
         return Err(Error::config(
@@ -291,6 +295,13 @@ pub fn evaluate(y_true: &[usize], proba: ArrayView2<f32>, classes: &[String]) ->
             None,
         ));
     }
+    Ok((n, k))
+}
+
+/// Evaluates probabilities `proba` (one row per image, one column per class) against labels
+/// `y_true`. The predicted class is the most probable one (the lowest index on a tie).
+pub fn evaluate(y_true: &[usize], proba: ArrayView2<f32>, classes: &[String]) -> Result<Report> {
+    let (n, k) = check_inputs(y_true, proba, classes)?;
     let mut confusion = vec![vec![0usize; k]; k];
     let mut log_loss = 0.0;
     let mut predictions = Vec::with_capacity(n);
@@ -323,32 +334,13 @@ pub fn evaluate_predictions(
     proba: ArrayView2<f32>,
     classes: &[String],
 ) -> Result<Report> {
-    let (n, k) = proba.dim();
-    if n != y_true.len() || n != y_pred.len() {
+    if y_pred.len() != y_true.len() {
         return Err(Error::config(
-            format!(
-                "{} labels, {} predictions but {n} rows of probabilities",
-                y_true.len(),
-                y_pred.len()
-            ),
+            format!("{} labels but {} predictions", y_true.len(), y_pred.len()),
             None,
         ));
     }
-    if k != classes.len() {
-        return Err(Error::config(
-            format!(
-                "{} class names but {k} columns of probabilities",
-                classes.len()
-            ),
-            None,
-        ));
-    }
-    if n == 0 {
-        return Err(Error::config(
-            "no images to evaluate",
-            Some("hold out at least one image per class".into()),
-        ));
-    }
+    let (n, k) = check_inputs(y_true, proba, classes)?;
     if let Some((i, &c)) = y_true
         .iter()
         .chain(y_pred.iter().flatten())
