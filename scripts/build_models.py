@@ -43,6 +43,7 @@ from onnx import helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kerasless  # noqa: E402
 import quantize_int8  # noqa: E402
+import tails  # noqa: E402
 import torchless  # noqa: E402
 from onnxgraph import Graph, batch_output, fold_bn, image_input  # noqa: E402
 
@@ -654,6 +655,50 @@ def main() -> int:
         manifest = tomllib.loads((MODELS / f"{name}.toml").read_text())
         if "int8" in manifest:
             failures += build_int8(name, manifest, args)
+        for spec in manifest.get("tail", []):
+            failures += build_tail(name, manifest, spec, args)
+    return 1 if failures else 0
+
+
+def build_tail(name: str, manifest: dict, spec: dict, args: argparse.Namespace) -> int:
+    """Builds one [[tail]] table's prefix and tail graphs from the fp32 graph; 1 on failure."""
+    outs = [("prefix", spec["prefix"], spec["prefix_sha256"]), ("tail", spec["tail"], spec["tail_sha256"])]
+    label = f"{name} tail {spec['blocks']}"
+    if not args.force and not args.print_sha and all(
+        (MODELS / f).is_file() and sha256_file(MODELS / f) == sha for _, f, sha in outs
+    ):
+        log(f"{label}: up to date")
+        return 0
+    fp32 = MODELS / manifest["file"]
+    if not fp32.is_file() or (not args.print_sha and sha256_file(fp32) != manifest["sha256"]):
+        log(f"{label}: the fp32 graph models/{manifest['file']} is missing or not the pinned one; not cutting it")
+        return 1
+    full_bytes = fp32.read_bytes()
+    prefix, tail, chw = tails.split(onnx.load_from_string(full_bytes), spec, manifest["output"]["features"])
+    if list(chw) != list(spec["map"]):
+        log(f"{label}: the cut map is {chw}, the manifest says {spec['map']}")
+        return 1
+    built = {"prefix": serialise(prefix), "tail": serialise(tail)}
+    inp = manifest["input"]
+    diff = tails.check(full_bytes, built["prefix"], built["tail"], inp["name"], (inp["height"], inp["width"]),
+                       manifest["output"]["features"])
+    failures = 0
+    for part, rel, pinned in outs:
+        data = built[part]
+        got = sha256_bytes(data)
+        dest = MODELS / rel
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.write_bytes(data)
+        if args.print_sha:
+            os.replace(tmp, dest)
+            print(f"{name}.tail{spec['blocks']}.{part} {rel} {got} ({len(data)} bytes)")
+        elif got != pinned:
+            tmp.unlink()
+            log(f"{label}: sha256 MISMATCH for models/{rel}: built {got}, manifest pins {pinned}; not installed.")
+            failures += 1
+        else:
+            os.replace(tmp, dest)
+    log(f"{label}: prefix + tail = whole graph to {diff:.1e}; map {chw}")
     return 1 if failures else 0
 
 
