@@ -113,6 +113,10 @@ pub struct Bundle {
     /// Face models: the face pipeline's options at training time (prediction uses the same).
     #[serde(default)]
     pub face_options: Option<FaceOptions>,
+    /// `fit --unfreeze N`: the trained tail the features come from (prefix → this graph), its
+    /// file relative to the bundle's folder and its sha256, checked before every prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<crate::unfreeze::TrainedTail>,
     /// sha256 of each training image's content, so `qcyn eval` never scores an image the head
     /// saw, wherever it was copied or renamed to.
     #[serde(default)]
@@ -146,6 +150,7 @@ impl Bundle {
             validation,
             open_set: None,
             face_options: None,
+            tail: None,
             train_sha256: Vec::new(),
         }
     }

@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 use crate::features::{Embedding, FaceBox};
 
 const MAGIC: &[u8; 8] = b"QCYNFEA1";
+/// Entries stored as float16 (large feature maps, see [`FeatureCache::with_half`]).
+const MAGIC_HALF: &[u8; 8] = b"QCYNFEH1";
 const FEATURES_DIR: &str = "features-v1";
 const FILES_INDEX: &str = "files-v1.json";
 
@@ -69,6 +71,7 @@ pub struct FeatureCache {
     files: Mutex<HashMap<PathBuf, FileEntry>>,
     files_dirty: Mutex<bool>,
     corrupt: Mutex<u64>,
+    half: bool,
 }
 
 impl FeatureCache {
@@ -96,6 +99,7 @@ impl FeatureCache {
             files: Mutex::new(files),
             files_dirty: Mutex::new(false),
             corrupt: Mutex::new(0),
+            half: false,
         })
     }
 
@@ -105,6 +109,14 @@ impl FeatureCache {
     }
 
     /// The cache root (every model's folder is inside it).
+    /// This cache writing its entries as float16 (half the size; relative error under 1e-3):
+    /// for the large feature maps of the unfrozen path. Reading takes either kind.
+    pub fn with_half(mut self) -> Self {
+        self.half = true;
+        self
+    }
+
+    /// The cache folder's root.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -182,7 +194,7 @@ impl FeatureCache {
     /// Stores the embeddings of `key` atomically.
     pub fn put(&self, key: &str, embeddings: &[Embedding]) -> Result<()> {
         let path = self.entry_path(key);
-        write_atomic_fast(&path, &encode_entry(embeddings))
+        write_atomic_fast(&path, &encode(embeddings, self.half))
     }
 
     /// Saves the file-stamp index (call at the end of a run; losing it only costs re-hashing).
@@ -229,20 +241,25 @@ fn stamp_of(meta: &std::fs::Metadata) -> Stamp {
 }
 
 /// Serialises embeddings: magic, count, dimension, face flag, floats, then a checksum.
+#[cfg(test)]
 fn encode_entry(embeddings: &[Embedding]) -> Vec<u8> {
+    encode(embeddings, false)
+}
+
+fn encode(embeddings: &[Embedding], half: bool) -> Vec<u8> {
     let dim = embeddings.first().map_or(0, |e| e.vector.len());
     let has_face = embeddings.iter().any(|e| e.face.is_some());
     let mut out = Vec::with_capacity(32 + embeddings.len() * (dim + FaceBox::FLOATS) * 4);
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(if half { MAGIC_HALF } else { MAGIC });
     out.extend_from_slice(&(embeddings.len() as u32).to_le_bytes());
     out.extend_from_slice(&(dim as u32).to_le_bytes());
     out.extend_from_slice(&(has_face as u32).to_le_bytes());
     for e in embeddings {
-        for v in &e.vector {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        if has_face {
-            for v in e.face.map(|f| f.to_floats()).unwrap_or([f32::NAN; 15]) {
+        let face = has_face.then(|| e.face.map(|f| f.to_floats()).unwrap_or([f32::NAN; 15]));
+        for &v in e.vector.iter().chain(face.iter().flatten()) {
+            if half {
+                out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            } else {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
@@ -253,9 +270,10 @@ fn encode_entry(embeddings: &[Embedding]) -> Vec<u8> {
 }
 
 fn decode_entry(bytes: &[u8]) -> Option<Vec<Embedding>> {
-    if bytes.len() < 28 || &bytes[..8] != MAGIC {
+    if bytes.len() < 28 || (&bytes[..8] != MAGIC && &bytes[..8] != MAGIC_HALF) {
         return None;
     }
+    let width = if &bytes[..8] == MAGIC_HALF { 2 } else { 4 };
     let (body, sum) = bytes.split_at(bytes.len() - 8);
     if Sha256::digest(body)[..8] != *sum {
         return None;
@@ -264,13 +282,20 @@ fn decode_entry(bytes: &[u8]) -> Option<Vec<Embedding>> {
         |i: usize| u32::from_le_bytes(body[i..i + 4].try_into().expect("4 bytes")) as usize;
     let (n, dim, has_face) = (u32_at(8), u32_at(12), u32_at(16) == 1);
     let per = dim + if has_face { FaceBox::FLOATS } else { 0 };
-    if body.len() != 20 + n * per * 4 {
+    if body.len() != 20 + n * per * width {
         return None;
     }
-    let floats: Vec<f32> = body[20..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect();
+    let floats: Vec<f32> = if width == 2 {
+        body[20..]
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect()
+    } else {
+        body[20..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
+    };
     Some(
         floats
             .chunks_exact(per.max(1))
@@ -316,5 +341,20 @@ mod tests {
             face: Some(f),
         }];
         assert_eq!(decode_entry(&encode_entry(&with_face)), Some(with_face));
+        // float16 entries: half the bytes, values to f16's precision, damage detected too.
+        let map = vec![Embedding {
+            vector: vec![0.0, 1.5, 6.0, 0.1234, -3.0],
+            face: None,
+        }];
+        let half = encode(&map, true);
+        assert_eq!(half.len(), 20 + 5 * 2 + 8);
+        let back = decode_entry(&half).unwrap();
+        for (a, b) in back[0].vector.iter().zip(&map[0].vector) {
+            assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        assert_ne!(back[0].vector[3], 0.1234, "stored as f16, not f32");
+        let mut damaged = half.clone();
+        damaged[21] ^= 1;
+        assert_eq!(decode_entry(&damaged), None);
     }
 }

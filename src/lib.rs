@@ -56,6 +56,7 @@ pub mod head;
 pub mod label;
 pub mod metrics;
 pub mod models;
+pub mod onnx_proto;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
@@ -63,5 +64,6 @@ pub mod progress;
 pub mod runtime;
 pub mod shuffle;
 pub mod split;
+pub mod unfreeze;
 
 pub use error::{Error, Result};

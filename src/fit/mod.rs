@@ -142,6 +142,12 @@ pub struct FitOptions {
     pub false_reject_rate: f32,
     /// Face models: the pipeline's options (recorded in the bundle so prediction matches).
     pub face: crate::face::FaceOptions,
+    /// `--unfreeze N`: the trained tail the pipeline runs (recorded in the bundle) and how it was
+    /// trained (in the report). `None`: the frozen backbone.
+    pub unfreeze: Option<(
+        crate::unfreeze::TrainedTail,
+        crate::unfreeze::UnfreezeReport,
+    )>,
 }
 
 /// Runs the whole fit workflow and writes the bundle (and `report.json`, `report.txt`,
@@ -346,7 +352,9 @@ pub fn fit(
         crate::head::fit_grouped(to_matrix(&train_x).view(), &train_y, train_units, &params)?;
     // Too few distinct photos held out to measure on: every photo held out once instead.
     let estimate = match (kind, units.is_some()) {
-        (ModelKind::Whole | ModelKind::Fusion, true) => {
+        // A fine-tuned tail has seen every training image, so cross-validating the head on
+        // them would not be an estimate for unseen photos: the held-out part is reported.
+        (ModelKind::Whole | ModelKind::Fusion, true) if opts.unfreeze.is_none() => {
             let rows = |p: usize| crate::estimate::Rows {
                 x: if p == 0 { &train_x } else { &val_x },
                 y: if p == 0 { &train_y } else { &val_y },
@@ -491,6 +499,7 @@ pub fn fit(
         validation.clone(),
     );
     bundle.open_set = open_set;
+    bundle.tail = opts.unfreeze.as_ref().map(|(t, _)| t.clone());
     bundle.face_options = (kind == ModelKind::Face).then_some(opts.face);
     let train_paths: Vec<PathBuf> = data
         .split
@@ -533,7 +542,16 @@ pub fn fit(
         },
         n_test: data.split.test.len(),
         classes: ds.classes.clone(),
-        backbone_runs: extracted.report.backbone_runs,
+        backbone_runs: extracted.report.backbone_runs
+            + opts
+                .unfreeze
+                .as_ref()
+                .map_or(0, |(_, r)| r.map_backbone_runs),
+        unfreeze: opts.unfreeze.as_ref().map_or(0, |(t, _)| t.blocks),
+        epochs_run: opts.unfreeze.as_ref().map(|(_, r)| r.outcome.epochs_run),
+        best_epoch: opts.unfreeze.as_ref().map(|(_, r)| r.outcome.best_epoch),
+        train_seconds: opts.unfreeze.as_ref().map(|(_, r)| r.outcome.train_seconds),
+        fine_tuning: opts.unfreeze.as_ref().map(|(_, r)| r.clone()),
         confusion: validation
             .as_ref()
             .map(|r| r.confusion.clone())

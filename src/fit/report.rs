@@ -39,8 +39,24 @@ pub struct FitReport {
     pub n_test: usize,
     /// Class names, in label order.
     pub classes: Vec<String>,
-    /// Images that went through the backbone in this run (0 when all features were cached).
+    /// Images that went through the backbone in this run (0 when all features were cached);
+    /// with `--unfreeze`, the frozen prefix's runs for the maps too.
     pub backbone_runs: u64,
+    /// Blocks fine-tuned (`--unfreeze N`; 0: the frozen backbone).
+    pub unfreeze: usize,
+    /// `--unfreeze`: epochs trained (the last possibly partly).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs_run: Option<usize>,
+    /// `--unfreeze`: the epoch whose weights were kept (0: the pretrained tail stayed best on the
+    /// early-stopping part).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// `--unfreeze`: seconds spent fine-tuning (evaluations included; maps and head excluded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_seconds: Option<f64>,
+    /// `--unfreeze`: the whole fine-tuning report (history, throughput, stop reason, settings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fine_tuning: Option<crate::unfreeze::UnfreezeReport>,
     /// Validation (held-out part) confusion matrix, rows = true class.
     pub confusion: Vec<Vec<usize>>,
     /// The full validation report (per-class metrics, bias).
@@ -173,6 +189,22 @@ pub fn human(r: &FitReport) -> String {
     }
     for note in &r.split_notes {
         let _ = writeln!(s, "note: {note}");
+    }
+    if let Some(f) = &r.fine_tuning {
+        let o = &f.outcome;
+        let _ = writeln!(
+            s,
+            "fine-tuned the last {} block(s): {} epoch(s), {} steps, {:.1} s ({:.0} maps/s); kept epoch {} ({}); {}; early stopping on {} of the training images",
+            f.blocks,
+            o.epochs_run,
+            o.steps,
+            o.train_seconds,
+            o.samples_per_s,
+            o.best_epoch,
+            if o.best_epoch == 0 { "the pretrained tail stayed best" } else { "the best on the early-stopping part" },
+            o.stop_reason,
+            o.inner_val
+        );
     }
     for g in &r.cross_class {
         let paths: Vec<String> = g.iter().map(|p| p.display().to_string()).collect();

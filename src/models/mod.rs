@@ -11,8 +11,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 mod registry;
+mod tail;
 pub use registry::int8_models;
 pub use registry::{default_model, DefaultModel, ModelFile, ModelSummary, Registry};
+pub use tail::TailSpec;
 
 /// What kind of feature extractor a manifest describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -87,6 +89,8 @@ pub struct WholeSpec {
     pub output: OutputSpec,
     /// The int8 graph, when the setup builds one.
     pub int8: Option<Int8Spec>,
+    /// The `[[tail]]` tables: where the graph is cut for `fit --unfreeze N`.
+    pub tails: Vec<TailSpec>,
 }
 
 /// Numeric precision of a whole-image backbone's graph: the manifest's float graph, or the
@@ -202,6 +206,8 @@ pub struct RawManifest {
     output: Option<OutputSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     int8: Option<Int8Spec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tail: Vec<TailSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     detector: Option<DetectorSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +232,7 @@ impl TryFrom<RawManifest> for ModelManifest {
                     || r.preprocess.is_some()
                     || r.output.is_some()
                     || r.int8.is_some()
+                    || !r.tail.is_empty()
                     || r.detector.is_some()
                     || r.embedder.is_some()
                 {
@@ -259,6 +266,7 @@ impl TryFrom<RawManifest> for ModelManifest {
                     preprocess,
                     output,
                     int8: r.int8,
+                    tails: r.tail,
                 };
                 spec.check()?;
                 ModelSpec::Whole(spec)
@@ -269,6 +277,7 @@ impl TryFrom<RawManifest> for ModelManifest {
                     || r.preprocess.is_some()
                     || r.output.is_some()
                     || r.int8.is_some()
+                    || !r.tail.is_empty()
                 {
                     return Err("a face model has no `file`, [input], [preprocess], [output] or [int8]: its graphs are in [detector] and [embedder]".into());
                 }
@@ -308,6 +317,7 @@ impl From<ModelManifest> for RawManifest {
             preprocess: None,
             output: None,
             int8: None,
+            tail: Vec::new(),
             detector: None,
             embedder: None,
             parts: None,
@@ -321,6 +331,7 @@ impl From<ModelManifest> for RawManifest {
                 r.preprocess = Some(w.preprocess);
                 r.output = Some(w.output);
                 r.int8 = w.int8;
+                r.tail = w.tails;
             }
             ModelSpec::Face(f) => {
                 r.detector = Some(f.detector);
@@ -349,6 +360,9 @@ impl WholeSpec {
         }
         if self.output.dim == 0 {
             return Err("[output] dim must be positive".into());
+        }
+        for t in &self.tails {
+            t.check()?;
         }
         if let Some(q) = &self.int8 {
             if q.sha256.len() != 64 || !q.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {

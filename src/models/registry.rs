@@ -76,6 +76,22 @@ impl Registry {
         Err(self.unknown(name, None))
     }
 
+    /// The models that have cut points for `fit --unfreeze`, each with its block counts.
+    pub fn tails(&self) -> Vec<(String, Vec<usize>)> {
+        self.models
+            .iter()
+            .filter_map(|m| {
+                let w = m.manifest.whole()?;
+                (!w.tails.is_empty()).then(|| {
+                    (
+                        m.manifest.name.clone(),
+                        w.tails.iter().map(|t| t.blocks).collect(),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// `model` set to run at `precision` (a fused model's parts too), or an error naming the
     /// models of this folder that have an int8 graph.
     pub fn with_precision(&self, mut model: Model, precision: Precision) -> Result<Model> {

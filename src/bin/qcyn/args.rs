@@ -182,6 +182,42 @@ pub struct FitArgs {
     pub batch: usize,
     #[command(flatten)]
     pub group: GroupArgs,
+    #[command(flatten)]
+    pub unfreeze: UnfreezeArgs,
+}
+
+/// The unfrozen path of `qcyn fit` (the tutorial's `RunConfig`: epochs, batch size, eval interval,
+/// checkpoint dir = --out).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Fine-tuning (--unfreeze)")]
+pub struct UnfreezeArgs {
+    /// Fine-tune the backbone's last N block(s) with the head, on cached maps of the frozen part
+    /// (0: the frozen backbone; `qcyn models` lists the models with cut points).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub unfreeze: usize,
+    /// Passes over the training images at most (early stopping may end sooner).
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = positive)]
+    pub epochs: usize,
+    /// Images per training step.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = batch)]
+    pub batch_size: usize,
+    /// Training steps between evaluations on the early-stopping part (default: once per epoch);
+    /// the best weights so far are kept, and a checkpoint is written to --out.
+    #[arg(long, value_name = "STEPS", value_parser = positive)]
+    pub eval_interval: Option<usize>,
+    /// AdamW learning rate of the tail (the head's is 10 times it).
+    #[arg(long, default_value_t = 1e-4, value_name = "RATE", value_parser = strength)]
+    pub lr: f32,
+    /// Pull of the tail's weights back toward the pretrained ones (L2-SP), per unit of learning rate.
+    #[arg(long, default_value_t = 1.0, value_name = "A", value_parser = nonnegative)]
+    pub l2_sp: f32,
+    /// Evaluations without improvement before training stops.
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = positive)]
+    pub patience: usize,
+    /// Continue an interrupted `fit --unfreeze` from the checkpoint in --out (same images and
+    /// options).
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `qcyn dups`.
@@ -585,6 +621,22 @@ fn degrees(s: &str) -> Result<f32, String> {
 }
 
 /// An L2 strength: finite and positive.
+fn positive(s: &str) -> Result<usize, String> {
+    match number::<usize>(s)? {
+        n @ 1.. => Ok(n),
+        _ => Err("must be at least 1".into()),
+    }
+}
+
+fn nonnegative(s: &str) -> Result<f32, String> {
+    let a = number::<f32>(s)?;
+    if a.is_finite() && a >= 0.0 {
+        Ok(a)
+    } else {
+        Err("must be a number of at least 0, e.g. 1".into())
+    }
+}
+
 fn strength(s: &str) -> Result<f32, String> {
     let a = number::<f32>(s)?;
     if a.is_finite() && a > 0.0 {

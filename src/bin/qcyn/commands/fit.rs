@@ -12,7 +12,7 @@ use qcyn::fit::{FitOptions, TrainingData};
 use qcyn::head::{ClassWeight, SoftmaxParams};
 
 use super::split::split_spec;
-use super::{face_options, find_dups, open_cache, print_json, threads, Ctx};
+use super::{face_options, find_dups, open_cache, print_json, session_options, threads, Ctx};
 use crate::args;
 use crate::outcome::LeftOut;
 
@@ -41,6 +41,13 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         params = params.l2_grid(grid.clone());
     }
     let params = params.check().map_err(qcyn::Error::from)?;
+    // --unfreeze: the cut point and the training options are checked before any work.
+    let tail_spec = match a.unfreeze.unfreeze {
+        0 => None,
+        n => Some(model.tail_spec(n, &ctx.registry()?.tails())?.clone()),
+    };
+    let train_opts = train_options(&a);
+    train_opts.check()?;
     if a.out.is_file() && a.out.extension().is_none_or(|e| e != "json") {
         anyhow::bail!(qcyn::Error::bad_file(
             &a.out,
@@ -48,7 +55,7 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
             Some("give a folder (it is created) or a path ending in .json".into())
         ));
     }
-    let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
+    let (mut pipeline, env) = ctx.pipeline(&model, &a.model)?;
     let extract = ExtractOptions {
         batch: a.batch,
         workers: threads(&a.model),
@@ -83,11 +90,95 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
     } else {
         (training_data(&a)?, 0)
     };
+    // --unfreeze: the tail is trained first; fit then runs the model as prefix → trained tail,
+    // every image's features already in the cache.
+    let mut unfreeze = None;
+    let mut unfreeze_tmp = None;
+    let (mut pipeline, cache) = match &tail_spec {
+        None => (pipeline, cache),
+        Some(spec) => {
+            let root = match (&temporary, a.cache.no_cache) {
+                (Some(dir), _) => dir.path().to_path_buf(),
+                (None, true) => unfreeze_tmp
+                    .insert(tempfile::tempdir()?)
+                    .path()
+                    .to_path_buf(),
+                (None, false) => a
+                    .cache
+                    .cache
+                    .clone()
+                    .unwrap_or_else(qcyn::cache::default_root),
+            };
+            let bundle_file = qcyn::bundle::bundle_path(&a.out);
+            let bundle_dir = bundle_file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf();
+            let ds = &data.dataset;
+            let wanted: Vec<usize> = data
+                .split
+                .train
+                .iter()
+                .chain(&data.split.val)
+                .copied()
+                .collect();
+            let paths: Vec<std::path::PathBuf> =
+                wanted.iter().map(|&i| ds.samples[i].path.clone()).collect();
+            let unit = data
+                .groups
+                .as_ref()
+                .map(|g| qcyn::estimate::units(ds.samples.len(), g));
+            let train = &data.split.train;
+            let labels: Vec<usize> = train.iter().map(|&i| ds.samples[i].class).collect();
+            let units: Vec<usize> = train
+                .iter()
+                .map(|&i| unit.as_ref().map_or(i, |u| u[i]))
+                .collect();
+            let images = qcyn::unfreeze::Images {
+                paths: &paths,
+                n_train: train.len(),
+                labels: &labels,
+                units: &units,
+            };
+            let opts = qcyn::unfreeze::UnfreezeOptions {
+                blocks: spec.blocks,
+                train: train_opts.clone(),
+                resume: a.unfreeze.resume,
+            };
+            let done = qcyn::unfreeze::unfreeze(
+                &env,
+                &model,
+                spec,
+                &root,
+                &images,
+                &params,
+                &opts,
+                session_options(&a.model),
+                extract,
+                &bundle_dir,
+                &ctx.reporter,
+            )?;
+            let tail_pipeline = qcyn::unfreeze::tail_pipeline(
+                &env,
+                &model,
+                spec,
+                &done.tail,
+                &bundle_dir.join(&done.tail.file),
+                session_options(&a.model),
+            )?;
+            let id = &tail_pipeline.identity;
+            let tail_cache = FeatureCache::open(&root, &id.model, &id.sha256, &id.preprocess_id)?;
+            unfreeze = Some((done.tail, done.report));
+            (tail_pipeline, Some(tail_cache))
+        }
+    };
     let opts = FitOptions {
         params,
         extract,
         false_reject_rate: a.false_reject_rate,
         face: face_options(&a.model),
+        unfreeze,
     };
     let (_, mut report) = qcyn::fit::fit(
         &mut pipeline,
@@ -98,6 +189,12 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         &ctx.reporter,
     )?;
     report.backbone_runs += grouping_runs;
+    if let (Some(f), true) = (
+        &report.fine_tuning,
+        qcyn::bundle::bundle_path(&a.out).ends_with(qcyn::bundle::BUNDLE_FILE),
+    ) {
+        remove_stale_tails(&report.bundle, &f.tail_file);
+    }
 
     if ctx.global.json {
         print_json(&report)?;
@@ -112,6 +209,38 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         unmatched: &report.unmatched,
     };
     Ok(left_out.exit_code())
+}
+
+/// Removes the trained tails of earlier fits from a bundle folder, once the new bundle is written
+/// (the bundle names only `keep`).
+fn remove_stale_tails(bundle: &std::path::Path, keep: &std::path::Path) {
+    let Some(dir) = bundle.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("tail") && name.ends_with(".onnx") && p.file_name() != keep.file_name()
+        {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The training settings of `--unfreeze`.
+fn train_options(a: &args::FitArgs) -> qcyn::unfreeze::TrainOptions {
+    let u = &a.unfreeze;
+    qcyn::unfreeze::TrainOptions {
+        epochs: u.epochs,
+        batch_size: u.batch_size,
+        eval_interval: u.eval_interval,
+        lr: u.lr,
+        l2_sp: u.l2_sp,
+        patience: u.patience,
+        seed: a.rule.seed,
+        ..Default::default()
+    }
 }
 
 /// The labelled images of `fit` and how they are split: list files, a scanned folder split by a

@@ -129,25 +129,42 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// Loads a bundle and the model it names, checked against each other.
 fn bundle_and_pipeline(
     ctx: &Ctx,
-    bundle: &Path,
+    bundle_arg: &Path,
     run: &args::RunArgs,
 ) -> Result<(Bundle, Pipeline, ort::environment::Environment)> {
-    let bundle = Bundle::load(&qcyn::bundle::bundle_path(bundle))?;
+    let bundle = Bundle::load(&qcyn::bundle::bundle_path(bundle_arg))?;
     let registry = ctx.registry()?;
     let model = registry.get(&bundle.model.name)?;
     // The bundle's precision unless another is asked for, which check_model then refuses.
     let precision = run.precision.map_or(bundle.model.precision, precision);
     let model = registry.with_precision(model, precision)?;
     let env = ctx.environment_for(device(run.device))?;
-    let pipeline = Pipeline::open_with(
-        &env,
-        &model,
-        SessionOptions {
-            threads: resolve_threads(run.threads),
-            device: device(run.device),
-        },
-        bundle.face_options.unwrap_or_default(),
-    )?;
+    let session = SessionOptions {
+        threads: resolve_threads(run.threads),
+        device: device(run.device),
+    };
+    let pipeline = match &bundle.tail {
+        // Fitted with --unfreeze: the frozen prefix, then the bundle's trained tail.
+        Some(trained) => {
+            let spec = model.tail_spec(trained.blocks, &registry.tails())?;
+            let file = qcyn::bundle::bundle_path(bundle_arg);
+            let dir = file.parent().unwrap_or(Path::new("."));
+            qcyn::unfreeze::tail_pipeline(
+                &env,
+                &model,
+                spec,
+                trained,
+                &dir.join(&trained.file),
+                session,
+            )?
+        }
+        None => Pipeline::open_with(
+            &env,
+            &model,
+            session,
+            bundle.face_options.unwrap_or_default(),
+        )?,
+    };
     bundle.check_model(&model, &pipeline.identity.sha256)?;
     Ok((bundle, pipeline, env))
 }
