@@ -377,7 +377,9 @@ impl Head {
         let mut loss = 0f64;
         let mut d = p;
         for (i, &c) in y.iter().enumerate() {
-            loss -= f64::from(d[[c, i]].max(1e-30).ln());
+            // NaN stays NaN (f32::max would hide it), so the trainer sees a diverged step.
+            let p = d[[c, i]];
+            loss -= f64::from(if p.is_nan() { p } else { p.max(1e-30) }.ln());
             d[[c, i]] -= 1.0;
         }
         d /= n as f32;
@@ -478,7 +480,10 @@ mod tests {
                 plus.params_mut()[pi][j] += eps;
                 let mut minus = tail.clone();
                 minus.params_mut()[pi][j] -= eps;
-                let (lp, lm) = (loss(&plus, &head, &maps, &y), loss(&minus, &head, &maps, &y));
+                let (lp, lm) = (
+                    loss(&plus, &head, &maps, &y),
+                    loss(&minus, &head, &maps, &y),
+                );
                 // A clip boundary crossed within ±eps: the one-sided slopes disagree; skip.
                 let (right, left) = ((lp - base) / eps, (base - lm) / eps);
                 if (right - left).abs() > 0.2 * right.abs().max(left.abs()) + 1e-3 {
@@ -504,7 +509,10 @@ mod tests {
             assert!((numeric - analytic).abs() <= 2e-2 * numeric.abs().max(analytic.abs()) + 2e-4);
             checked += 1;
         }
-        assert!(checked > 100 && kinks * 10 < checked, "{checked} checked, {kinks} at a kink");
+        assert!(
+            checked > 100 && kinks * 10 < checked,
+            "{checked} checked, {kinks} at a kink"
+        );
     }
 
     /// The depthwise convolution against a direct per-pixel sum, with the zero padding at the
