@@ -205,6 +205,12 @@ pub fn human(r: &FitReport) -> String {
             o.stop_reason,
             o.inner_val
         );
+        if let (Some(frozen), Some(acc)) = (f.frozen_held_out_accuracy, r.held_out_accuracy) {
+            let _ = writeln!(
+                s,
+                "held-out accuracy: fine-tuned {acc:.3}, frozen backbone's head on the same split {frozen:.3}"
+            );
+        }
     }
     for g in &r.cross_class {
         let paths: Vec<String> = g.iter().map(|p| p.display().to_string()).collect();

@@ -242,6 +242,9 @@ pub struct ModelSummary {
     /// The int8 graph (`--precision int8`), when the manifest has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub int8: Option<ModelFile>,
+    /// The block counts `fit --unfreeze N` can fine-tune (its `[[tail]]` tables).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unfreeze: Vec<usize>,
     /// Whether this is the default model.
     pub default: bool,
     /// Why it is the default (only on the default's row).
@@ -330,6 +333,11 @@ impl Registry {
                     available: !files.is_empty() && files.iter().all(|f| f.path.is_file()),
                     files,
                     int8,
+                    unfreeze: m
+                        .manifest
+                        .whole()
+                        .map(|w| w.tails.iter().map(|t| t.blocks).collect())
+                        .unwrap_or_default(),
                     default: is_default,
                     default_reason: is_default.then(|| default.reason.clone()),
                     random_weights: man.random_weights,

@@ -57,7 +57,7 @@ pub struct Images<'a> {
     pub paths: &'a [PathBuf],
     /// How many of `paths` are training images.
     pub n_train: usize,
-    /// Class of each training image.
+    /// Class of each image (training, then validation).
     pub labels: &'a [usize],
     /// Near-duplicate unit of each training image.
     pub units: &'a [usize],
@@ -77,6 +77,9 @@ pub struct UnfreezeReport {
     pub map_backbone_runs: u64,
     /// Bytes of one image's cached maps (both views, float16).
     pub map_cache_bytes_per_image: usize,
+    /// Accuracy on the validation part of the frozen backbone's head (the starting head, on the
+    /// pretrained tail's features) on the same split: what `--unfreeze` is compared with.
+    pub frozen_held_out_accuracy: Option<f64>,
     /// Largest difference between the tail's features in Rust and ONNX Runtime's run of the
     /// written graph, over the first training images.
     pub ort_max_abs_diff: f32,
@@ -184,6 +187,30 @@ pub fn unfreeze(
         scale: Array1::from_vec(h.scale.clone()),
     };
 
+    // The frozen backbone's head on the same split, for the comparison in the report.
+    let val_rows: Vec<usize> = (images.n_train..images.paths.len())
+        .filter(|&k| map_of(k).is_some())
+        .collect();
+    let frozen_held_out_accuracy = (!val_rows.is_empty()).then(|| {
+        let val_maps: Vec<&[f32]> = val_rows
+            .iter()
+            .map(|&k| map_of(k).expect("kept above"))
+            .collect();
+        let p = probe
+            .head
+            .predict_proba(train::features(&tail0, &val_maps).view());
+        let right = val_rows
+            .iter()
+            .enumerate()
+            .filter(|&(j, &k)| {
+                let row = p.row(j);
+                (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])) == Some(images.labels[k])
+            })
+            .count();
+        // Unreadable validation images count as wrong, as fit counts them.
+        right as f64 / (images.paths.len() - images.n_train) as f64
+    });
+
     // 3. Train.
     let fingerprint = fingerprint(
         &id.sha256,
@@ -283,6 +310,7 @@ pub fn unfreeze(
             options: opts.train.clone(),
             map_backbone_runs: extracted.report.backbone_runs,
             map_cache_bytes_per_image: 2 * 2 * spec.map_len(),
+            frozen_held_out_accuracy,
             ort_max_abs_diff: diff,
             tail_file: out_path,
         },

@@ -130,7 +130,7 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
                 .as_ref()
                 .map(|g| qcyn::estimate::units(ds.samples.len(), g));
             let train = &data.split.train;
-            let labels: Vec<usize> = train.iter().map(|&i| ds.samples[i].class).collect();
+            let labels: Vec<usize> = wanted.iter().map(|&i| ds.samples[i].class).collect();
             let units: Vec<usize> = train
                 .iter()
                 .map(|&i| unit.as_ref().map_or(i, |u| u[i]))

@@ -49,6 +49,20 @@ pub(super) fn run(ctx: &Ctx) -> Result<ExitCode> {
                 int8.join(", ")
             );
         }
+        let tails: Vec<String> = registry
+            .tails()
+            .into_iter()
+            .map(|(m, b)| {
+                let b: Vec<String> = b.iter().map(|b| b.to_string()).collect();
+                format!("{m} ({})", b.join(" or "))
+            })
+            .collect();
+        if !tails.is_empty() {
+            println!(
+                "cut points for fine-tuning the last block(s) (fit --unfreeze N): {}",
+                tails.join(", ")
+            );
+        }
         println!("speed: mobilenetv2 is about 8x faster than xception and 10x faster than the fusion (see `qcyn bench`); fuse any whole-image models with `--model a+b`");
         if rows.iter().any(|r| !r.available) {
             println!(
