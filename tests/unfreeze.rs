@@ -213,6 +213,10 @@ fn unfreeze_bad_input() {
     assert!(err.contains("trained tail file not found"), "{err}");
     assert!(!err.contains("panicked"));
 
+    let out = dir.run(&["fit", "data", "--model", "mobilenetv2", "--out", "x", "--resume"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--unfreeze is not given"), "{err}");
     for (args, want) in [
         (
             vec!["--model", "xception", "--unfreeze", "1"],

@@ -41,6 +41,12 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         params = params.l2_grid(grid.clone());
     }
     let params = params.check().map_err(qcyn::Error::from)?;
+    if a.unfreeze.resume && a.unfreeze.unfreeze == 0 {
+        anyhow::bail!(qcyn::Error::config(
+            "--resume continues an interrupted `fit --unfreeze N`, but --unfreeze is not given",
+            Some("repeat the interrupted command with --resume added (the same --unfreeze, data and options)".into())
+        ));
+    }
     // --unfreeze: the cut point and the training options are checked before any work.
     let tail_spec = match a.unfreeze.unfreeze {
         0 => None,
