@@ -7,6 +7,8 @@ pub trait Reporter: Send + Sync {
     fn start(&self, _phase: &str, _total: Option<u64>) {}
     /// `n` more steps of the current phase are done.
     fn advance(&self, _n: u64) {}
+    /// A short status of the current phase, shown beside its progress (e.g. the loss so far).
+    fn status(&self, _text: &str) {}
     /// A diagnostic line for people (goes to stderr in the binary).
     fn message(&self, _text: &str) {}
     /// The current phase is over.

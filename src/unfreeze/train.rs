@@ -441,6 +441,11 @@ pub fn train(
                     epoch + 1,
                     state.step
                 ));
+                reporter.status(&format!(
+                    "fine-tuning, epoch {}/{}: loss {train_loss:.3}, early-stopping accuracy {val_acc:.3}",
+                    epoch + 1,
+                    opts.epochs
+                ));
                 let (best_acc, best_loss) = state.best;
                 if val_loss.is_finite()
                     && (val_acc > best_acc + 1e-6

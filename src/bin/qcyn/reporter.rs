@@ -51,6 +51,12 @@ impl Reporter for Bars {
         }
     }
 
+    fn status(&self, text: &str) {
+        if let Some(bar) = self.bar.lock().expect("lock").as_ref() {
+            bar.set_message(text.to_string());
+        }
+    }
+
     fn message(&self, text: &str) {
         if self.quiet {
             return;
