@@ -150,6 +150,28 @@ fn fit_unfreeze_bundle_predicts_and_a_second_fit_runs_no_backbone() {
         assert!((sum - 1.0).abs() < 1e-4 && probs.contains_key(e["label"].as_str().unwrap()));
     }
 
+    let (bench, code, err) = dir.json(&[
+        "bench",
+        "--bundle",
+        "b",
+        "--batch",
+        "2",
+        "--seconds",
+        "0.05",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(bench["model"], "mobilenetv2");
+    assert!(
+        bench["notes"].to_string().contains("trained tail"),
+        "{bench}"
+    );
+    assert!(
+        bench["results"][0]["images_per_s"].as_f64().unwrap() > 0.0,
+        "{bench}"
+    );
+
     let (again, code, err) = fit(&dir, "b", &["--unfreeze", "1", "--epochs", "3"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
@@ -213,7 +235,15 @@ fn unfreeze_bad_input() {
     assert!(err.contains("trained tail file not found"), "{err}");
     assert!(!err.contains("panicked"));
 
-    let out = dir.run(&["fit", "data", "--model", "mobilenetv2", "--out", "x", "--resume"]);
+    let out = dir.run(&[
+        "fit",
+        "data",
+        "--model",
+        "mobilenetv2",
+        "--out",
+        "x",
+        "--resume",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("--unfreeze is not given"), "{err}");

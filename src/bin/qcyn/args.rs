@@ -502,6 +502,10 @@ pub struct ExtractArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Measure the model as a bundle runs it (e.g. the frozen prefix then the trained tail of a
+    /// bundle fitted with --unfreeze) instead of --model.
+    #[arg(long, value_name = "BUNDLE", conflicts_with = "model")]
+    pub bundle: Option<PathBuf>,
     /// Batch sizes to measure, comma-separated.
     #[arg(
         long,

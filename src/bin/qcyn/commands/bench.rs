@@ -10,7 +10,23 @@ use super::{print_json, random_weights_warning, session_options, threads, Ctx};
 use crate::args;
 
 pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
-    let model = ctx.model_for(&a.model)?;
+    let (model, bundled) = match &a.bundle {
+        Some(b) => {
+            let run = args::RunArgs {
+                cache: args::CacheArgs {
+                    cache: None,
+                    no_cache: true,
+                },
+                threads: a.model.threads,
+                device: a.model.device,
+                precision: None,
+                batch: 32,
+            };
+            let (bundle, pipeline, env) = super::bundle_and_pipeline(ctx, b, &run)?;
+            (pipeline.model.clone(), Some((bundle, pipeline, env)))
+        }
+        None => (ctx.model_for(&a.model)?, None),
+    };
     let limits = qcyn::bench::BenchLimits {
         batches: a.batch.clone(),
         warmup: a.warmup,
@@ -25,7 +41,13 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let opts = session_options(&a.model);
-    let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
+    let (mut pipeline, _env, tail) = match bundled {
+        Some((bundle, pipeline, env)) => (pipeline, env, bundle.tail),
+        None => {
+            let (pipeline, env) = ctx.pipeline(&model, &a.model)?;
+            (pipeline, env, None)
+        }
+    };
     let sha256 = pipeline.identity.sha256.clone();
     if let Some(w) = random_weights_warning(&model) {
         ctx.note(&w);
@@ -40,6 +62,14 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
     .context("benchmark failed")?;
     let mut notes = Vec::new();
     notes.extend(random_weights_warning(&model));
+    if let Some(t) = &tail {
+        notes.push(format!(
+            "the bundle's backbone: the frozen prefix of `{}`, then its trained tail {} (fit --unfreeze {})",
+            model.manifest.name,
+            t.file.display(),
+            t.blocks
+        ));
+    }
     notes.push("`results`: backbone alone on prepared inputs; `pipeline`: read → decode → preprocess → backbone from files".into());
     let report = qcyn::bench::BenchReport {
         model: model.manifest.name.clone(),
