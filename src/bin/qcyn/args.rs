@@ -69,6 +69,51 @@ pub enum Command {
     /// Write a bundle as one ONNX file, normalised image tensor in, class probabilities out, with
     /// the class names, mean, std and input size in its metadata (whole-image bundles).
     Export(ExportArgs),
+    /// Answer predictions over HTTP: POST /v1/predict (an image's bytes in, `predict --json`'s
+    /// entry out), GET /v1/model, GET /healthz, and a page at / to drop photos on. Prints
+    /// `listening on http://ADDR` on stderr when ready; Ctrl-C or SIGTERM stops it.
+    Serve(ServeArgs),
+}
+
+/// `qcyn serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The bundle written by `qcyn fit` (its folder or its .json file).
+    #[arg(long, short, value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Address to listen on; the default answers this machine only (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
+    pub addr: std::net::SocketAddr,
+    /// Largest request body, in MiB (larger ones get 413).
+    #[arg(long, default_value_t = 32, value_name = "MIB", value_parser = at_least_one)]
+    pub max_body_mib: usize,
+    /// Largest image, in megapixels (width × height from its header, checked before decoding;
+    /// larger ones get 400).
+    #[arg(long, default_value_t = 64.0, value_name = "MP", value_parser = positive)]
+    pub max_megapixels: f64,
+    /// Time a client has to send its whole request body (then 408), e.g. 30s, 500ms.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = duration)]
+    pub read_timeout: std::time::Duration,
+    /// Prediction requests answered at once (reading, decoding, waiting or running); more get 503
+    /// with Retry-After.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
+    pub queue: usize,
+    /// Images per backbone run, at most: requests waiting together run as one batch.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = batch)]
+    pub batch: usize,
+    /// Keep only the K most probable classes of each answer.
+    #[arg(long, value_name = "K", value_parser = at_least_one)]
+    pub top_k: Option<usize>,
+    /// Face models: cosine similarity below which a face is `unknown` (default: the bundle's
+    /// calibrated threshold; -1 never answers unknown).
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub unknown_threshold: Option<f32>,
+    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
 }
 
 /// `qcyn export`.
@@ -498,6 +543,29 @@ fn at_least_one(s: &str) -> Result<usize, String> {
         0 => Err("must be at least 1".into()),
         n => Ok(n),
     }
+}
+
+/// A positive number.
+fn positive(s: &str) -> Result<f64, String> {
+    match number::<f64>(s)? {
+        x if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err("must be a positive number".into()),
+    }
+}
+
+/// A duration such as `30s`, `500ms` or `2m`; a bare number is seconds.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => std::time::Duration::from_secs_f64(x),
+        Ok(_) => return Err("must not be negative".into()),
+        Err(_) => {
+            humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (e.g. 30s, 500ms)"))?
+        }
+    };
+    if d.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(d)
 }
 
 /// Images per backbone run: 1 to 1024 (a batch is held in memory until it has run).

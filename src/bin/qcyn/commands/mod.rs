@@ -25,6 +25,7 @@ mod faces;
 mod fit;
 mod models;
 mod predict;
+mod serve;
 mod split;
 
 /// Settings every command shares, resolved once.
@@ -123,6 +124,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Predict(a) => predict::run(&ctx, a),
         Command::Faces(a) => faces::run(&ctx, a),
         Command::Export(a) => export::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a),
     }
 }
 
