@@ -10,4 +10,5 @@ mod fusion;
 mod precision;
 mod pure;
 mod scripts;
+mod serve;
 mod workflow;

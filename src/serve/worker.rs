@@ -75,8 +75,9 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("qcyn-backbone".into())
             .spawn(move || {
-                let pipeline = open().and_then(|p| {
+                let pipeline = open().and_then(|mut p| {
                     bundle.check_model(&p.model, &p.identity.sha256)?;
+                    warm_up(&mut p)?;
                     Ok(p)
                 });
                 let mut pipeline = match pipeline {
@@ -132,6 +133,23 @@ impl Worker {
             TrySendError::Full(_) => Refused::Full,
             TrySendError::Disconnected(_) => Refused::Stopped,
         })
+    }
+}
+
+/// Runs one grey image through the pipeline, so that its sessions are open (and a model that
+/// cannot run is refused) before the first request.
+fn warm_up(pipeline: &mut Pipeline) -> Result<()> {
+    let img = image::RgbImage::from_pixel(256, 256, image::Rgb([128, 128, 128]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| Error::config(format!("cannot make the warm-up image: {e}"), None))?;
+    let png = png.into_inner();
+    match pipeline.embed(&[png.as_slice()])?.pop() {
+        Some(Err(problem)) => Err(Error::config(
+            format!("the model cannot prepare a plain grey image: {problem}"),
+            Some("check the model's manifest".into()),
+        )),
+        _ => Ok(()),
     }
 }
 
