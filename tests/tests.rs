@@ -9,6 +9,7 @@ mod face;
 mod fusion;
 mod precision;
 mod pure;
+mod report;
 mod scripts;
 mod serve;
 mod workflow;

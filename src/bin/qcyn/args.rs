@@ -73,6 +73,9 @@ pub enum Command {
     /// entry out), GET /v1/model, GET /healthz, and a page at / to drop photos on. Prints
     /// `listening on http://ADDR` on stderr when ready; Ctrl-C or SIGTERM stops it.
     Serve(ServeArgs),
+    /// Write a fit's report as one self-contained HTML page: confusion matrix, per-class precision
+    /// and recall, the worst validation errors as thumbnails, the bias note, split and settings.
+    Report(ReportArgs),
 }
 
 /// `qcyn serve`.
@@ -114,6 +117,18 @@ pub struct ServeArgs {
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,
+}
+
+/// `qcyn report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The bundle folder written by `qcyn fit` (or its bundle.json): the report is made from the
+    /// bundle and the report.json beside it.
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Folder to write report.html into.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `qcyn export`.

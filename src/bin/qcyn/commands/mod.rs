@@ -25,6 +25,7 @@ mod faces;
 mod fit;
 mod models;
 mod predict;
+mod report;
 mod serve;
 mod split;
 
@@ -125,6 +126,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Faces(a) => faces::run(&ctx, a),
         Command::Export(a) => export::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::Report(a) => report::run(&ctx, a),
     }
 }
 
