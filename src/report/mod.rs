@@ -461,7 +461,7 @@ fn render(b: &Bundle, report: Option<&Value>, notes: &mut Vec<String>) -> (Strin
     }
     row(
         "solver",
-        serde_json::to_value(&t.refit).map_or(String::new(), |v| v.to_string()),
+        serde_json::to_value(t.refit).map_or(String::new(), |v| v.to_string()),
     );
     if let Some(o) = &b.open_set {
         row(
