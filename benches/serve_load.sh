@@ -31,7 +31,8 @@ mapfile -t FILES < <(find "$PHOTOS" -type f \( -iname '*.jpg' -o -iname '*.jpeg'
 [ "${#FILES[@]}" -gt 0 ] || { echo "no photos in $PHOTOS" >&2; exit 1; }
 echo "photos: ${#FILES[@]} from $PHOTOS; bundle: $BUNDLE; $(nproc) cores" >&2
 
-"$QCYN" "${MODELS[@]}" serve --bundle "$BUNDLE" --addr 127.0.0.1:0 2> "$WORK/serve.err" &
+# shellcheck disable=SC2086  # QCYN_SERVE_ARGS: extra serve options, split on spaces
+"$QCYN" "${MODELS[@]}" serve --bundle "$BUNDLE" --addr 127.0.0.1:0 ${QCYN_SERVE_ARGS:-} 2> "$WORK/serve.err" &
 SERVER=$!
 PORT=""
 for _ in $(seq 1 600); do
