@@ -253,6 +253,28 @@ fn serve_answers_as_predict_does_and_refuses_bad_images_with_json_errors() {
     cut.truncate(cut.len() / 2);
     bad(&cut, 400, "");
     bad(&vec![7u8; 1024 * 1024 + 10], 413, "over the limit");
+    // The same without a declared length (chunked): refused once the limit is passed.
+    let mut s = connect(port);
+    s.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    for _ in 0..17 {
+        let mut c = format!("{:x}\r\n", chunk.len()).into_bytes();
+        c.extend_from_slice(&chunk);
+        c.extend_from_slice(b"\r\n");
+        if s.write_all(&c).is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let a = read_answer(s);
+    assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.body));
+    let wrong = request(port, "GET", "/v1/predict", b"");
+    assert_eq!(wrong.status, 405);
+    assert!(wrong.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("POST /v1/predict"));
 
     let health = request(port, "GET", "/healthz", b"");
     assert_eq!(health.status, 200);

@@ -60,6 +60,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/model", get(model))
         .route("/v1/predict", post(predict))
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(app)
 }
 
@@ -90,6 +91,13 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "no such route: POST /v1/predict, GET /v1/model, GET /healthz, GET /",
+    )
+}
+
+async fn wrong_method() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "wrong method: POST /v1/predict, GET /v1/model, GET /healthz, GET /",
     )
 }
 
