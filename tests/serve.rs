@@ -58,9 +58,22 @@ impl Server {
     /// its `listening on` line; `Err(stderr)` when it exits instead.
     fn start(dir: &Dir, extra: &[&str]) -> Result<Server, String> {
         let m = fixture_models();
+        let mut args = vec!["--models-dir", m.as_str()];
+        args.extend_from_slice(extra);
+        Server::spawn(dir, &args)
+    }
+
+    /// Starts `qcyn [global…] serve --bundle b --addr 127.0.0.1:0 [extra…]` in `dir`, where
+    /// `args` is the global options (e.g. `--models-dir`) then serve's.
+    fn spawn(dir: &Dir, args: &[&str]) -> Result<Server, String> {
+        let (global, extra) = match args.iter().position(|a| *a == "--models-dir") {
+            Some(i) => args.split_at(i + 2),
+            None => args.split_at(0),
+        };
         let mut child = dir
             .qcyn()
-            .args(["--models-dir", &m, "serve", "--bundle", "b"])
+            .args(global)
+            .args(["serve", "--bundle", "b"])
             .args(["--addr", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
@@ -375,4 +388,84 @@ fn serve_refuses_to_start_when_the_model_file_changed_since_fit() {
     assert!(err.contains("exit status: 1"), "{err}");
     assert!(err.contains("sha256") && err.contains("hint:"), "{err}");
     assert!(!err.contains("listening on"), "{err}");
+}
+
+/// A face photo from `.qcyn/testdata/faces` (scripts/fetch_test_images).
+fn face_photo(name: &str) -> std::path::PathBuf {
+    let p = project().join(".qcyn/testdata/faces").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/setup (or scripts/fetch_test_images)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn serve_answers_face_bundles_with_every_face_as_predict_does() {
+    require_runtime();
+    require_model_file("yunet.onnx");
+    require_model_file("sface.onnx");
+    let dir = Dir::new();
+    for name in ["obama.jpg", "obama2.jpg", "obama3.jpg"] {
+        std::fs::create_dir_all(dir.path("faces/obama")).unwrap();
+        std::fs::copy(face_photo(name), dir.path("faces/obama").join(name)).unwrap();
+    }
+    let biden =
+        qcyn::preprocess::decode_rgb(&std::fs::read(face_photo("biden.jpg")).unwrap()).unwrap();
+    let (w, h) = biden.dimensions();
+    let biden =
+        image::imageops::resize(&biden, w / 2, h / 2, image::imageops::FilterType::Triangle);
+    dir.write("faces/biden/biden.jpg", &jpeg(&biden));
+    dir.write(
+        "faces/biden/flip.jpg",
+        &jpeg(&image::imageops::flip_horizontal(&biden)),
+    );
+    dir.write(
+        "faces/biden/crop.jpg",
+        &jpeg(&image::imageops::crop_imm(&biden, w / 20, 0, w * 4 / 10, h / 3).to_image()),
+    );
+    let (_, code, err) = dir.json(&[
+        "fit",
+        "faces",
+        "--model",
+        "face",
+        "--val-per-class",
+        "1",
+        "--out",
+        "b",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::copy(face_photo("obama_partial_face.jpg"), dir.path("obama.jpg")).unwrap();
+    std::fs::copy(face_photo("astronaut.png"), dir.path("astronaut.png")).unwrap();
+    let (want, code, err) = dir.json(&["predict", "--bundle", "b", "obama.jpg", "astronaut.png"]);
+    assert_eq!(code, 0, "{err}");
+
+    let server = Server::spawn(&dir, &[]).expect("the server starts");
+    let port = server.port;
+    for (i, name) in ["obama.jpg", "astronaut.png"].iter().enumerate() {
+        let bytes = std::fs::read(dir.path(name)).unwrap();
+        let a = post(port, &format!("/v1/predict?name={name}"), &bytes);
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        let got = a.json();
+        let want = &want[i];
+        assert_eq!(got["label"], want["label"], "{got} vs {want}");
+        let (g, w) = (
+            got["faces"].as_array().unwrap(),
+            want["faces"].as_array().unwrap(),
+        );
+        assert!(!w.is_empty(), "{want}");
+        assert_eq!(g.len(), w.len(), "{got} vs {want}");
+        for (g, w) in g.iter().zip(w) {
+            assert_eq!(g["label"], w["label"], "{got} vs {want}");
+            for k in 0..4 {
+                let d = (g["box"][k].as_f64().unwrap() - w["box"][k].as_f64().unwrap()).abs();
+                assert!(d < 1e-3, "{got} vs {want}");
+            }
+        }
+    }
+    let model = request(port, "GET", "/v1/model", b"").json();
+    assert_eq!(model["kind"], "face", "{model}");
+    let (code, err) = server.terminate();
+    assert_eq!(code, Some(0), "{err}");
 }
