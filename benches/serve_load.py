@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -26,7 +27,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def level(port: int, photos: list[bytes], clients: int, requests: int) -> dict:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (Linux /proc), 0 without a pid."""
+    if pid is None:
+        return 0.0
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def level(port: int, photos: list[bytes], clients: int, requests: int, pid: int | None = None) -> dict:
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -57,12 +66,14 @@ def level(port: int, photos: list[bytes], clients: int, requests: int) -> dict:
         conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu0 = cpu_seconds(pid)
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    cpu = cpu_seconds(pid) - cpu0
     if failures:
         raise SystemExit(f"{len(failures)} requests failed, e.g. {failures[0]}")
     latencies.sort()
@@ -74,6 +85,7 @@ def level(port: int, photos: list[bytes], clients: int, requests: int) -> dict:
         "ms_per_image": round(1000 * wall / len(latencies), 2),
         "p50_ms": round(1000 * percentile(latencies, 0.50), 2),
         "p99_ms": round(1000 * percentile(latencies, 0.99), 2),
+        "server_cpu_ms_per_image": round(1000 * cpu / len(latencies), 2) if pid else None,
     }
 
 
@@ -83,16 +95,19 @@ def main() -> None:
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--requests", type=int, default=200, help="per level (bounded)")
     ap.add_argument("--warmup", type=int, default=8)
+    ap.add_argument("--pid", type=int, help="the server's process id: its CPU time per image")
     ap.add_argument("photos", nargs="+")
     a = ap.parse_args()
     photos = [open(p, "rb").read() for p in a.photos]
     level(a.port, photos, 1, min(a.warmup, a.requests))
-    print(f"{'clients':>7} {'requests':>8} {'req/s':>8} {'ms/image':>9} {'p50 ms':>8} {'p99 ms':>8}",
-          file=sys.stderr)
+    print(f"{'clients':>7} {'requests':>8} {'req/s':>8} {'ms/image':>9} {'p50 ms':>8} {'p99 ms':>8}"
+          f" {'server CPU ms/image':>20}", file=sys.stderr)
     for c in [int(x) for x in a.clients.split(",")]:
-        r = level(a.port, photos, c, a.requests)
+        r = level(a.port, photos, c, a.requests, a.pid)
+        cpu = r["server_cpu_ms_per_image"]
         print(f"{r['clients']:>7} {r['requests']:>8} {r['requests_per_s']:>8.1f} "
-              f"{r['ms_per_image']:>9.2f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}", file=sys.stderr)
+              f"{r['ms_per_image']:>9.2f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
+              f" {'' if cpu is None else f'{cpu:.2f}':>20}", file=sys.stderr)
         print(json.dumps(r), flush=True)
 
 

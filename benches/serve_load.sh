@@ -44,7 +44,7 @@ done
 [ -n "$PORT" ] || { echo "the server did not start:" >&2; cat "$WORK/serve.err" >&2; exit 1; }
 
 echo "== qcyn serve (port $PORT)" >&2
-python3 "$REPO/benches/serve_load.py" --port "$PORT" --clients 1,4,16 --requests "$REQUESTS" "${FILES[@]}"
+python3 "$REPO/benches/serve_load.py" --port "$PORT" --pid "$SERVER" --clients 1,4,16 --requests "$REQUESTS" "${FILES[@]}"
 python3 - "$PORT" <<'EOF' >&2
 import json, sys, urllib.request
 m = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/model"))

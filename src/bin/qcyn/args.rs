@@ -111,9 +111,12 @@ pub struct ServeArgs {
     /// calibrated threshold; -1 never answers unknown).
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub unknown_threshold: Option<f32>,
-    /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).
+    /// Threads for ONNX Runtime (default and most: the number of cores).
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
+    /// Images decoded at once [default: --threads].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub decoders: Option<usize>,
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,

@@ -33,7 +33,7 @@ pub(super) fn run(ctx: &Ctx, a: args::ServeArgs) -> Result<ExitCode> {
         read_timeout: a.read_timeout,
         queue: a.queue,
         batch: a.batch,
-        decoders: threads,
+        decoders: a.decoders.unwrap_or(threads),
         grace: std::time::Duration::from_secs(10),
         predict: qcyn::predict::PredictOptions {
             top_k: a.top_k,
