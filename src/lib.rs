@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! dataset (scan) ─▶ split ─▶ preprocess ─▶ pipeline ─▶ backbone | face ─▶ cache ─▶ extract
-//!   ─▶ dups ─▶ head ─▶ metrics ─▶ estimate ─▶ bundle ─▶ fit | eval ─▶ compare | predict | export;
+//!   ─▶ dups ─▶ head ─▶ metrics ─▶ estimate ─▶ bundle ─▶ fit | eval ─▶ compare | predict | export | serve | report;
 //!   bench measures preprocess ─▶ backbone
 //! ```
 //!
@@ -27,7 +27,8 @@
 //! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
 //!   `qcyn eval` workflows; [`compare`]: backbones × heads × class weights over repeated
 //!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`]: latency;
-//!   [`export`]: a bundle as one ONNX file.
+//!   [`export`]: a bundle as one ONNX file; [`serve`]: a bundle over HTTP; [`report`]: a fit's
+//!   report as one HTML page.
 //! - Shared by all: [`error`], [`atomic`], [`progress`], [`runtime`].
 //!
 //! The library never configures ONNX Runtime's global environment: the binary does, and passes the
@@ -61,7 +62,9 @@ pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
 pub mod progress;
+pub mod report;
 pub mod runtime;
+pub mod serve;
 pub mod shuffle;
 pub mod split;
 pub mod unfreeze;

@@ -237,6 +237,23 @@ pub fn predict(
     Ok(out)
 }
 
+/// One image's prediction from its embeddings, exactly as [`predict`] gives it for an image
+/// file: for callers that embed images in memory ([`Pipeline::embed`], a server). `path` is the
+/// name the entry carries.
+pub fn predict_embedded(
+    bundle: &Bundle,
+    kind: ModelKind,
+    path: &Path,
+    embeddings: &[Embedding],
+    opts: &PredictOptions,
+) -> Result<Prediction> {
+    let mut set = bundle.open_set.clone();
+    if let (Some(set), Some(t)) = (set.as_mut(), opts.unknown_threshold) {
+        set.threshold = t;
+    }
+    predict_one(path, embeddings, kind, bundle, set.as_ref(), opts.top_k)
+}
+
 fn predict_one(
     path: &Path,
     embeddings: &[Embedding],

@@ -9,6 +9,8 @@ mod face;
 mod fusion;
 mod precision;
 mod pure;
+mod report;
 mod scripts;
+mod serve;
 mod unfreeze;
 mod workflow;

@@ -181,6 +181,8 @@ pub fn fit(
         .as_ref()
         .map(|g| crate::estimate::units(ds.samples.len(), g));
     let mut row_units: [Vec<usize>; 2] = Default::default();
+    // Whole-image models: each validation row's sample.
+    let mut val_samples: Vec<usize> = Vec::new();
     let mut unmatched = Vec::new();
     let mut resolved = 0;
     // Face models: every validation image, scored as `predict` labels it (after the fit).
@@ -246,6 +248,9 @@ pub fn fit(
         };
         match training_vector(kind, embeddings) {
             Use::Vector(v) => {
+                if part == 1 {
+                    val_samples.push(i);
+                }
                 rows[part].0.push(v);
                 rows[part].1.push(ds.samples[i].class);
                 row_units[part].push(units.as_ref().map_or(i, |u| u[i]));
@@ -400,14 +405,28 @@ pub fn fit(
     };
     let face_scoring = score_faces(&fitted.head)?;
     let mut unknown = 0;
+    let mut validation_images = Vec::new();
     let validation = if let Some(f) = &face_scoring {
         unknown = f.unknown;
         no_face.extend(f.no_face.iter().cloned());
+        validation_images = f.images.clone();
         Some(f.report.clone())
     } else if val_x.is_empty() {
         None
     } else {
         let proba = fitted.head.predict_proba(to_matrix(&val_x).view());
+        for (r, &i) in val_samples.iter().enumerate() {
+            let p = proba.row(r).to_vec();
+            let best = (0..p.len()).fold(0, |b, c| if p[c] > p[b] { c } else { b });
+            validation_images.push(ValidationImage::new(
+                &ds.samples[i].path,
+                &ds.classes,
+                ds.samples[i].class,
+                Some(ds.classes[best].clone()),
+                &p,
+                None,
+            ));
+        }
         Some(crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?)
     };
     if let Some(set) = &open_set {
@@ -587,6 +606,7 @@ pub fn fit(
             .map(|g| g.iter().map(|&i| ds.samples[i].path.clone()).collect())
             .collect(),
         split_notes: data.split_notes.clone(),
+        validation_images,
     };
 
     // The bundle goes last, so a failure before it leaves no bundle that lacks its reports.

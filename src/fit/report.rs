@@ -105,6 +105,47 @@ pub struct FitReport {
     pub cross_class: Vec<Vec<PathBuf>>,
     /// Where grouping changed a held-out count.
     pub split_notes: Vec<String>,
+    /// Every validation image the head answered, with its true class, label and probabilities
+    /// (what `qcyn report` picks the worst errors from). Reports written before this field
+    /// existed lack it; `qcyn report` then says so.
+    pub validation_images: Vec<ValidationImage>,
+}
+
+/// One validation image's answer (see [`FitReport::validation_images`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationImage {
+    /// The image, made absolute when the fit was given a relative folder.
+    #[serde(serialize_with = "crate::dataset::lossy_path")]
+    pub path: PathBuf,
+    /// Its class.
+    pub true_class: String,
+    /// The label given: a class, or for face models `unknown` or `no_face`; `null` when the image
+    /// could not be read.
+    pub predicted: Option<String>,
+    /// Every class's probability, in the bundle's class order.
+    pub probabilities: Vec<f32>,
+    /// Face models: `[x, y, w, h]` of the face that gave the label, in image pixels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face: Option<[f32; 4]>,
+}
+
+impl ValidationImage {
+    pub(crate) fn new(
+        path: &std::path::Path,
+        classes: &[String],
+        class: usize,
+        predicted: Option<String>,
+        probabilities: &[f32],
+        face: Option<[f32; 4]>,
+    ) -> ValidationImage {
+        ValidationImage {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            true_class: classes[class].clone(),
+            predicted,
+            probabilities: probabilities.to_vec(),
+            face,
+        }
+    }
 }
 
 /// Training classes whose largest / smallest count is above this are imbalanced: the fit report

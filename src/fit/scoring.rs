@@ -11,6 +11,8 @@ use crate::features::Embedding;
 use crate::metrics::Report;
 use crate::models::ModelKind;
 
+use super::ValidationImage;
+
 /// The vector an image contributes to training, validation or evaluation, per its embeddings:
 /// whole-image models give their one vector; face models the face [`choose_training_face`] picks.
 pub(crate) enum Use {
@@ -54,6 +56,8 @@ pub(crate) struct FaceScoring {
     pub known_vectors: Vec<Vec<f32>>,
     /// Images with several faces labelled by a known face.
     pub multi_face_labelled: usize,
+    /// Each image's label, probabilities and the face that gave them, in the images' order.
+    pub images: Vec<ValidationImage>,
 }
 
 /// One image to score: its true class (an index into the head's classes), its path, and its
@@ -71,12 +75,16 @@ pub(crate) fn score_images(
     let (mut y_true, mut y_pred, mut rows) = (Vec::new(), Vec::new(), Vec::new());
     let (mut unknown, mut no_face, mut known_vectors, mut multi_face_labelled) =
         (0, Vec::new(), Vec::new(), 0);
+    let mut seen = Vec::with_capacity(images.len());
     for &(class, path, emb) in images {
         y_true.push(class);
         let Some(emb) = emb else {
             // Could not be read: listed under `skipped`, and wrong.
             y_pred.push(None);
             rows.extend_from_slice(&uniform);
+            seen.push(ValidationImage::new(
+                path, classes, class, None, &uniform, None,
+            ));
             continue;
         };
         let (faces, label) = labeller.label(emb)?;
@@ -93,13 +101,22 @@ pub(crate) fn score_images(
             multi_face_labelled += 1;
         }
         y_pred.push(label.class());
-        match crate::label::representative_face(&faces, &label) {
+        let shown = crate::label::representative_face(&faces, &label);
+        match shown {
             Some(f) => {
                 rows.extend_from_slice(&faces[f].probabilities);
                 known_vectors.push(emb[f].vector.clone());
             }
             None => rows.extend_from_slice(&uniform),
         }
+        seen.push(ValidationImage::new(
+            path,
+            classes,
+            class,
+            Some(label.name(classes)),
+            shown.map_or(&uniform, |f| &faces[f].probabilities),
+            shown.and_then(|f| emb[f].face.map(|b| b.bbox)),
+        ));
     }
     let proba = Array2::from_shape_vec((y_true.len(), k), rows).expect("one row per image");
     Ok(FaceScoring {
@@ -108,5 +125,6 @@ pub(crate) fn score_images(
         no_face,
         known_vectors,
         multi_face_labelled,
+        images: seen,
     })
 }

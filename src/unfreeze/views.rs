@@ -247,6 +247,9 @@ impl Run for TailRunner {
             .run(batch)?
             .into_iter()
             .flat_map(|e| e.into_iter().next().map(|e| e.vector).unwrap_or_default())
+            // The tail reads maps at float16 precision, as training read them from the cache, so
+            // a photo gets the same features whether its map was cached or not.
+            .map(|v| half::f16::from_f32(v).to_f32())
             .collect();
         if self.session.is_none() {
             self.session = Some(TailSession::open(

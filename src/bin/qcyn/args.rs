@@ -69,6 +69,69 @@ pub enum Command {
     /// Write a bundle as one ONNX file, normalised image tensor in, class probabilities out, with
     /// the class names, mean, std and input size in its metadata (whole-image bundles).
     Export(ExportArgs),
+    /// Answer predictions over HTTP: POST /v1/predict (an image's bytes in, `predict --json`'s
+    /// entry out), GET /v1/model, GET /healthz, and a page at / to drop photos on. Prints
+    /// `listening on http://ADDR` on stderr when ready; Ctrl-C or SIGTERM stops it.
+    Serve(ServeArgs),
+    /// Write a fit's report as one self-contained HTML page: confusion matrix, per-class precision
+    /// and recall, the worst validation errors as thumbnails, the bias note, split and settings.
+    Report(ReportArgs),
+}
+
+/// `qcyn serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The bundle written by `qcyn fit` (its folder or its .json file).
+    #[arg(long, short, value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Address to listen on; the default answers this machine only (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
+    pub addr: std::net::SocketAddr,
+    /// Largest request body, in MiB (larger ones get 413).
+    #[arg(long, default_value_t = 32, value_name = "MIB", value_parser = at_least_one)]
+    pub max_body_mib: usize,
+    /// Largest image, in megapixels (width × height from its header, checked before decoding;
+    /// larger ones get 400).
+    #[arg(long, default_value_t = 64.0, value_name = "MP", value_parser = positive)]
+    pub max_megapixels: f64,
+    /// Time a client has to send its whole request body (then 408), e.g. 30s, 500ms.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = duration)]
+    pub read_timeout: std::time::Duration,
+    /// Prediction requests answered at once (reading, decoding, waiting or running); more get 503
+    /// with Retry-After.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
+    pub queue: usize,
+    /// Images per backbone run, at most: requests waiting together run as one batch.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = batch)]
+    pub batch: usize,
+    /// Keep only the K most probable classes of each answer.
+    #[arg(long, value_name = "K", value_parser = at_least_one)]
+    pub top_k: Option<usize>,
+    /// Face models: cosine similarity below which a face is `unknown` (default: the bundle's
+    /// calibrated threshold; -1 never answers unknown).
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub unknown_threshold: Option<f32>,
+    /// Threads for ONNX Runtime (default and most: the number of cores).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub threads: Option<usize>,
+    /// Images decoded at once [default: --threads].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub decoders: Option<usize>,
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+}
+
+/// `qcyn report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The bundle folder written by `qcyn fit` (or its bundle.json): the report is made from the
+    /// bundle and the report.json beside it.
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Folder to write report.html into.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `qcyn export`.
@@ -196,14 +259,14 @@ pub struct UnfreezeArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub unfreeze: usize,
     /// Passes over the training images at most (early stopping may end sooner).
-    #[arg(long, default_value_t = 20, value_name = "N", value_parser = positive)]
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = at_least_one)]
     pub epochs: usize,
     /// Images per training step.
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = batch)]
     pub batch_size: usize,
     /// Training steps between evaluations on the early-stopping part (default: once per epoch);
     /// the best weights so far are kept, and a checkpoint is written to --out.
-    #[arg(long, value_name = "STEPS", value_parser = positive)]
+    #[arg(long, value_name = "STEPS", value_parser = at_least_one)]
     pub eval_interval: Option<usize>,
     /// AdamW learning rate of the tail (the head's is 10 times it).
     #[arg(long, default_value_t = 1e-4, value_name = "RATE", value_parser = strength)]
@@ -212,7 +275,7 @@ pub struct UnfreezeArgs {
     #[arg(long, default_value_t = 1.0, value_name = "A", value_parser = nonnegative)]
     pub l2_sp: f32,
     /// Evaluations without improvement before training stops.
-    #[arg(long, default_value_t = 5, value_name = "N", value_parser = positive)]
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = at_least_one)]
     pub patience: usize,
     /// Continue an interrupted `fit --unfreeze` from the checkpoint in --out (same images and
     /// options).
@@ -540,6 +603,29 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A positive number.
+fn positive(s: &str) -> Result<f64, String> {
+    match number::<f64>(s)? {
+        x if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err("must be a positive number".into()),
+    }
+}
+
+/// A duration such as `30s`, `500ms` or `2m`; a bare number is seconds.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => std::time::Duration::from_secs_f64(x),
+        Ok(_) => return Err("must not be negative".into()),
+        Err(_) => {
+            humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (e.g. 30s, 500ms)"))?
+        }
+    };
+    if d.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(d)
+}
+
 /// Images per backbone run: 1 to 1024 (a batch is held in memory until it has run).
 fn batch(s: &str) -> Result<usize, String> {
     match number::<usize>(s)? {
@@ -624,14 +710,7 @@ fn degrees(s: &str) -> Result<f32, String> {
     }
 }
 
-/// An L2 strength: finite and positive.
-fn positive(s: &str) -> Result<usize, String> {
-    match number::<usize>(s)? {
-        n @ 1.. => Ok(n),
-        _ => Err("must be at least 1".into()),
-    }
-}
-
+/// A finite number of at least 0.
 fn nonnegative(s: &str) -> Result<f32, String> {
     let a = number::<f32>(s)?;
     if a.is_finite() && a >= 0.0 {
@@ -641,6 +720,7 @@ fn nonnegative(s: &str) -> Result<f32, String> {
     }
 }
 
+/// An L2 strength: finite and positive.
 fn strength(s: &str) -> Result<f32, String> {
     let a = number::<f32>(s)?;
     if a.is_finite() && a > 0.0 {

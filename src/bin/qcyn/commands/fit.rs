@@ -201,6 +201,14 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
     ) {
         remove_stale_tails(&report.bundle, &f.tail_file);
     }
+    // The page for people beside report.json; the fit itself is done and written either way.
+    match qcyn::report::write_beside(&a.out) {
+        Ok(page) => ctx.note(&format!("report page: {}", page.path.display())),
+        Err(e) => ctx.note(&format!(
+            "warning: cannot write the HTML report: {}",
+            qcyn::error::chain(&e)
+        )),
+    }
 
     if ctx.global.json {
         print_json(&report)?;

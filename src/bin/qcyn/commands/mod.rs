@@ -25,6 +25,8 @@ mod faces;
 mod fit;
 mod models;
 mod predict;
+mod report;
+mod serve;
 mod split;
 
 /// Settings every command shares, resolved once.
@@ -123,6 +125,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Predict(a) => predict::run(&ctx, a),
         Command::Faces(a) => faces::run(&ctx, a),
         Command::Export(a) => export::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a),
+        Command::Report(a) => report::run(&ctx, a),
     }
 }
 
