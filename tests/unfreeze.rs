@@ -140,6 +140,12 @@ fn fit_unfreeze_bundle_predicts_and_a_second_fit_runs_no_backbone() {
     assert!(tail_file.is_file());
     assert_eq!(b["tail"]["blocks"], 1);
 
+    let page = std::fs::read_to_string(dir.path("b/report.html")).unwrap();
+    assert!(
+        page.contains("last 1 block(s) trained (--unfreeze)"),
+        "the HTML report says how the tail was trained"
+    );
+
     let (p, code, err) = dir.json(&["predict", "--bundle", "b", "data"]);
     assert_eq!(code, 0, "{err}");
     let preds = p.as_array().unwrap();

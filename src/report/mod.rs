@@ -452,6 +452,31 @@ fn render(b: &Bundle, report: Option<&Value>, notes: &mut Vec<String>) -> (Strin
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default(),
     );
+    if let Some(tail) = &b.tail {
+        let ft = r("fine_tuning");
+        let get = |k: &str| {
+            ft.and_then(|f| f.get(k))
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into())
+        };
+        let frozen = ft
+            .and_then(|f| f.get("frozen_held_out_accuracy"))
+            .and_then(Value::as_f64)
+            .map_or(String::new(), |a| {
+                format!("; the frozen backbone's head on the same split: {a:.3}")
+            });
+        row(
+            "fine-tuning",
+            format!(
+                "last {} block(s) trained (--unfreeze), tail {}: {} epoch(s) run, epoch {} kept, {}{frozen}",
+                tail.blocks,
+                tail.file.display(),
+                get("epochs_run"),
+                get("best_epoch"),
+                get("stop_reason").trim_matches('"'),
+            ),
+        );
+    }
     row("L2 strength", format!("{}", b.head.l2));
     if let Some(cv) = &t.cv {
         row(
