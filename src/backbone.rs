@@ -423,16 +423,7 @@ impl Run for WholeRunner {
             backbone.run(&self.buf, n)?
         };
         self.images_run += n as u64;
-        let dim = backbone.dim();
-        Ok(feats
-            .chunks_exact(dim)
-            .map(|c| {
-                vec![Embedding {
-                    vector: c.to_vec(),
-                    face: None,
-                }]
-            })
-            .collect())
+        Ok(crate::features::whole_image_rows(&feats, backbone.dim()))
     }
 
     fn images_run(&self) -> u64 {

@@ -367,3 +367,22 @@ pub fn bundle_path(out: &Path) -> PathBuf {
 fn short(hex: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
 }
+
+/// A bundle file's folder and the prefix of the reports written beside it (`""` for
+/// `bundle.json`; `name.` for `name.json`).
+pub fn place(file: &Path) -> (PathBuf, String) {
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let stem = if file.file_name().is_some_and(|n| n == BUNDLE_FILE) {
+        String::new()
+    } else {
+        format!(
+            "{}.",
+            file.file_stem().unwrap_or_default().to_string_lossy()
+        )
+    };
+    (dir, stem)
+}

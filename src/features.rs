@@ -52,3 +52,17 @@ impl FaceBox {
         }
     }
 }
+
+/// One whole-image embedding per row of `feats` (`n × dim`, row-major): what a whole-image
+/// backbone gives each image.
+pub fn whole_image_rows(feats: &[f32], dim: usize) -> Vec<Vec<Embedding>> {
+    feats
+        .chunks_exact(dim)
+        .map(|c| {
+            vec![Embedding {
+                vector: c.to_vec(),
+                face: None,
+            }]
+        })
+        .collect()
+}

@@ -10,39 +10,9 @@ fn q(dir: &Dir, args: &[&str]) -> (Value, i32, String) {
     q_fixture(dir, args)
 }
 
-/// 8×8 photos: the tiny model's input size, so its preprocessing is only `x / 255` and Python
-/// can make exactly the tensor qcyn makes.
-fn dataset(dir: &Dir) {
-    for (k, class) in ["red", "blue"].iter().enumerate() {
-        for i in 0..10u32 {
-            let img = pattern(8, 8, i * 7 + k as u32 * 50);
-            dir.write(&format!("data/{class}/p{i}.png"), &png(&img));
-        }
-    }
-}
-
 /// A folder with the dataset and a bundle `b` fitted on it.
 fn fitted() -> Dir {
-    let dir = Dir::new();
-    dataset(&dir);
-    let (_, code, err) = q(
-        &dir,
-        &[
-            "fit",
-            "data",
-            "--model",
-            "tiny",
-            "--val-per-class",
-            "2",
-            "--no-group",
-            "--l2",
-            "1",
-            "--out",
-            "b",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    dir
+    tiny_fitted("2")
 }
 
 #[test]

@@ -12,31 +12,7 @@ use crate::util::*;
 
 /// 8×8 photos (the tiny fixture model's input) and a bundle `b` fitted on them.
 fn fitted() -> Dir {
-    let dir = Dir::new();
-    for (k, class) in ["red", "blue"].iter().enumerate() {
-        for i in 0..10u32 {
-            let img = pattern(8, 8, i * 7 + k as u32 * 50);
-            dir.write(&format!("data/{class}/p{i}.png"), &png(&img));
-        }
-    }
-    let (_, code, err) = q_fixture(
-        &dir,
-        &[
-            "fit",
-            "data",
-            "--model",
-            "tiny",
-            "--val-per-class",
-            "2",
-            "--no-group",
-            "--l2",
-            "1",
-            "--out",
-            "b",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    dir
+    tiny_fitted("2")
 }
 
 /// A running `qcyn serve`, killed when dropped.

@@ -239,3 +239,39 @@ pub fn q_fixture(dir: &Dir, args: &[&str]) -> (Value, i32, String) {
     assert!(!err.contains("panicked"), "{err}");
     (json, code, err)
 }
+
+/// 8×8 photos of two classes (`red`, `blue`, 10 each): the tiny fixture model's input size, so
+/// its preprocessing is only `x / 255` and Python can make exactly the tensor qcyn makes.
+pub fn tiny_dataset(dir: &Dir) {
+    for (k, class) in ["red", "blue"].iter().enumerate() {
+        for i in 0..10u32 {
+            let img = pattern(8, 8, i * 7 + k as u32 * 50);
+            dir.write(&format!("data/{class}/p{i}.png"), &png(&img));
+        }
+    }
+}
+
+/// A folder with [`tiny_dataset`] and a bundle `b` fitted on it with the tiny fixture model,
+/// `val_per_class` held out per class.
+pub fn tiny_fitted(val_per_class: &str) -> Dir {
+    let dir = Dir::new();
+    tiny_dataset(&dir);
+    let (_, code, err) = q_fixture(
+        &dir,
+        &[
+            "fit",
+            "data",
+            "--model",
+            "tiny",
+            "--val-per-class",
+            val_per_class,
+            "--no-group",
+            "--l2",
+            "1",
+            "--out",
+            "b",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    dir
+}

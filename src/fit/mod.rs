@@ -7,7 +7,7 @@ use std::time::Instant;
 use ndarray::Array2;
 
 use crate::atomic::write_atomic;
-use crate::bundle::{bundle_path, Bundle, SplitSource, TrainingConfig, BUNDLE_FILE};
+use crate::bundle::{bundle_path, Bundle, SplitSource, TrainingConfig};
 use crate::cache::FeatureCache;
 use crate::dataset::{Dataset, Skipped};
 use crate::error::{Error, Result};
@@ -48,6 +48,18 @@ pub struct TrainingData {
 }
 
 impl TrainingData {
+    /// The images `fit` embeds, training part first, then validation: their sample indices and
+    /// paths.
+    pub fn fitted(&self) -> (Vec<usize>, Vec<PathBuf>) {
+        let split = &self.split;
+        let wanted: Vec<usize> = split.train.iter().chain(&split.val).copied().collect();
+        let paths = wanted
+            .iter()
+            .map(|&i| self.dataset.samples[i].path.clone())
+            .collect();
+        (wanted, paths)
+    }
+
     /// The tutorial's list files in `dir` (paths relative to `base`, default `dir`), with the
     /// split they describe.
     pub fn from_lists(dir: &Path, base: Option<&Path>) -> Result<TrainingData> {
@@ -162,14 +174,7 @@ pub fn fit(
 ) -> Result<(Bundle, FitReport)> {
     let kind = pipeline.model.manifest.kind();
     let ds = &data.dataset;
-    let wanted: Vec<usize> = data
-        .split
-        .train
-        .iter()
-        .chain(&data.split.val)
-        .copied()
-        .collect();
-    let paths: Vec<PathBuf> = wanted.iter().map(|&i| ds.samples[i].path.clone()).collect();
+    let (wanted, paths) = data.fitted();
     let extracted = extract(pipeline, cache, &paths, opts.extract, reporter)?;
 
     let mut no_face = Vec::new();
@@ -610,19 +615,9 @@ pub fn fit(
     };
 
     // The bundle goes last, so a failure before it leaves no bundle that lacks its reports.
-    let dir = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let (dir, stem) = crate::bundle::place(&file);
+    let dir = dir.as_path();
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
-    let stem = if file.file_name().is_some_and(|n| n == BUNDLE_FILE) {
-        String::new()
-    } else {
-        format!(
-            "{}.",
-            file.file_stem().unwrap_or_default().to_string_lossy()
-        )
-    };
     let json = serde_json::to_vec_pretty(&report).expect("serialisable report");
     write_atomic(&dir.join(format!("{stem}report.json")), &json)?;
     write_atomic(

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::atomic::write_atomic;
-use crate::bundle::{bundle_path, Bundle, BUNDLE_FILE};
+use crate::bundle::{bundle_path, place, Bundle};
 use crate::error::{Error, Result};
 use crate::models::ModelKind;
 
@@ -46,24 +46,6 @@ pub fn write_html(bundle: &Path, out: &Path) -> Result<Written> {
 pub fn write_beside(bundle: &Path) -> Result<Written> {
     let (dir, stem) = place(&bundle_path(bundle));
     write_to(bundle, &dir.join(format!("{stem}report.html")))
-}
-
-/// The bundle file's folder and the prefix of its reports (`""` for `bundle.json`).
-fn place(file: &Path) -> (PathBuf, String) {
-    let dir = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let stem = if file.file_name().is_some_and(|n| n == BUNDLE_FILE) {
-        String::new()
-    } else {
-        format!(
-            "{}.",
-            file.file_stem().unwrap_or_default().to_string_lossy()
-        )
-    };
-    (dir, stem)
 }
 
 fn write_to(bundle: &Path, page: &Path) -> Result<Written> {

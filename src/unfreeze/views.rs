@@ -262,15 +262,7 @@ impl Run for TailRunner {
             )?);
         }
         let feats = self.session.as_mut().expect("opened above").run(&maps, n)?;
-        Ok(feats
-            .chunks_exact(self.dim)
-            .map(|c| {
-                vec![Embedding {
-                    vector: c.to_vec(),
-                    face: None,
-                }]
-            })
-            .collect())
+        Ok(crate::features::whole_image_rows(&feats, self.dim))
     }
 
     fn images_run(&self) -> u64 {

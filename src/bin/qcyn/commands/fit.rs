@@ -115,22 +115,9 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
                     .clone()
                     .unwrap_or_else(qcyn::cache::default_root),
             };
-            let bundle_file = qcyn::bundle::bundle_path(&a.out);
-            let bundle_dir = bundle_file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."))
-                .to_path_buf();
+            let (bundle_dir, _) = qcyn::bundle::place(&qcyn::bundle::bundle_path(&a.out));
             let ds = &data.dataset;
-            let wanted: Vec<usize> = data
-                .split
-                .train
-                .iter()
-                .chain(&data.split.val)
-                .copied()
-                .collect();
-            let paths: Vec<std::path::PathBuf> =
-                wanted.iter().map(|&i| ds.samples[i].path.clone()).collect();
+            let (wanted, paths) = data.fitted();
             let unit = data
                 .groups
                 .as_ref()
