@@ -27,7 +27,8 @@ fn data(dir: &Dir) -> std::path::PathBuf {
     dir.path("data")
 }
 
-fn fit(dir: &Dir, out: &str, extra: &[&str]) -> (Value, i32, String) {
+/// `fit data --model mobilenetv2 --val-per-class 2 --no-group --out OUT extra…`.
+fn fit_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "fit",
         "data",
@@ -40,6 +41,11 @@ fn fit(dir: &Dir, out: &str, extra: &[&str]) -> (Value, i32, String) {
         out,
     ];
     args.extend_from_slice(extra);
+    args
+}
+
+fn fit(dir: &Dir, out: &str, extra: &[&str]) -> (Value, i32, String) {
+    let args = fit_args(out, extra);
     let r = dir.json(&args);
     assert!(!r.2.contains("panicked"), "{}", r.2);
     r
@@ -294,19 +300,8 @@ fn kill_during_training_keeps_the_bundle_and_resume_continues() {
         "--patience",
         "1000",
     ];
-    let mut args = vec![
-        "fit",
-        "data",
-        "--model",
-        "mobilenetv2",
-        "--val-per-class",
-        "2",
-        "--no-group",
-        "--out",
-        "b",
-        "-q",
-    ];
-    args.extend_from_slice(&long);
+    let mut args = fit_args("b", &long);
+    args.push("-q");
     let mut child = dir
         .qcyn()
         .args(&args)
