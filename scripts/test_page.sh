@@ -85,8 +85,14 @@ done
 URL="http://127.0.0.1:$PORT/?try=$QUERY"
 CHROME=(--headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run
     --user-data-dir="$WORK/profile" --virtual-time-budget=20000)
-timeout 120 "$CHROMIUM" "${CHROME[@]}" --dump-dom "$URL" > "$WORK/dom.html" 2> "$WORK/chromium.err"
-GOT="$(sed -n 's/.*data-label="\([^"]*\)".*/\1/p' "$WORK/dom.html" | head -n 1)"
+# The page posts the photo and draws the answer; on a loaded machine the DOM can be dumped before
+# the answer is back, so the dump is retried (5 tries at most) until a label is drawn.
+GOT=""
+for _ in 1 2 3 4 5; do
+    timeout 120 "$CHROMIUM" "${CHROME[@]}" --dump-dom "$URL" > "$WORK/dom.html" 2>> "$WORK/chromium.err" || true
+    GOT="$(sed -n 's/.*data-label="\([^"]*\)".*/\1/p' "$WORK/dom.html" | head -n 1)"
+    [ -n "$GOT" ] && break
+done
 SHOT="${QCYN_PAGE_SHOT:-$WORK/page.png}"
 [ -n "${QCYN_PAGE_SHOT:-}" ] || SHOT="$(mktemp --suffix=.png)"
 timeout 120 "$CHROMIUM" "${CHROME[@]}" --window-size=1000,760 --screenshot="$SHOT" "$URL" \

@@ -1442,3 +1442,47 @@ fn every_command_that_opens_a_backbone_honours_device() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("CUDA") && !err.contains("panicked"), "{err}");
 }
+
+/// An unreadable validation image is listed under `skipped` and scored as a wrong answer:
+/// `n_val` counts it, and accuracy is over every validation image the user gave.
+#[test]
+fn an_unreadable_validation_image_counts_as_wrong() {
+    require_runtime();
+    let dir = Dir::new();
+    tiny_dataset(&dir);
+    dir.write("data/red/broken.png", b"not an image");
+    let mut train = String::new();
+    let mut val = String::new();
+    for (k, class) in ["red", "blue"].iter().enumerate() {
+        for i in 0..10 {
+            let line = format!("{class}/p{i}.png {k}\n");
+            if i < 7 {
+                train.push_str(&line)
+            } else {
+                val.push_str(&line)
+            }
+        }
+    }
+    val.push_str("red/broken.png 0\n");
+    dir.write("lists/label_list.txt", b"red\nblue\n");
+    dir.write("lists/train_list.txt", train.as_bytes());
+    dir.write("lists/validate_list.txt", val.as_bytes());
+    let (r, code, err) = q_fixture(
+        &dir,
+        &[
+            "fit", "--lists", "lists", "--base", "data", "--model", "tiny", "--l2", "1", "--out",
+            "b",
+        ],
+    );
+    assert_eq!(code, 3, "done, with an image skipped: {err}");
+    assert_eq!(r["n_val"], 7, "{r}");
+    let right = r["confusion"][0][0].as_u64().unwrap() + r["confusion"][1][1].as_u64().unwrap();
+    let acc = r["accuracy"].as_f64().unwrap();
+    assert!(
+        (acc - right as f64 / 7.0).abs() < 1e-9,
+        "accuracy over all 7, the broken one wrong: {r}"
+    );
+    assert!(r["skipped"].to_string().contains("broken.png"), "{r}");
+    let answers = r["validation_images"].as_array().unwrap();
+    assert_eq!(answers.len(), 7);
+}

@@ -188,6 +188,8 @@ pub fn fit(
     let mut row_units: [Vec<usize>; 2] = Default::default();
     // Whole-image models: each validation row's sample.
     let mut val_samples: Vec<usize> = Vec::new();
+    // Whole-image models: validation images that could not be read (each counts as wrong).
+    let mut val_unread: Vec<usize> = Vec::new();
     let mut unmatched = Vec::new();
     let mut resolved = 0;
     // Face models: every validation image, scored as `predict` labels it (after the fit).
@@ -249,6 +251,10 @@ pub fn fit(
             continue;
         }
         let Some(embeddings) = &extracted.embeddings[k] else {
+            // Unreadable: listed under `skipped`; a validation image is scored as wrong.
+            if part == 1 {
+                val_unread.push(i);
+            }
             continue;
         };
         match training_vector(kind, embeddings) {
@@ -416,10 +422,16 @@ pub fn fit(
         no_face.extend(f.no_face.iter().cloned());
         validation_images = f.images.clone();
         Some(f.report.clone())
-    } else if val_x.is_empty() {
+    } else if val_x.is_empty() && val_unread.is_empty() {
         None
     } else {
-        let proba = fitted.head.predict_proba(to_matrix(&val_x).view());
+        let k = ds.classes.len();
+        let proba = if val_x.is_empty() {
+            Array2::zeros((0, k))
+        } else {
+            fitted.head.predict_proba(to_matrix(&val_x).view())
+        };
+        let (mut y_true, mut y_pred, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         for (r, &i) in val_samples.iter().enumerate() {
             let p = proba.row(r).to_vec();
             let best = (0..p.len()).fold(0, |b, c| if p[c] > p[b] { c } else { b });
@@ -431,8 +443,31 @@ pub fn fit(
                 &p,
                 None,
             ));
+            y_true.push(ds.samples[i].class);
+            y_pred.push(Some(best));
+            rows.extend_from_slice(&p);
         }
-        Some(crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?)
+        // An unreadable validation image has no answer: wrong, with uniform probabilities.
+        let uniform = vec![1.0 / k as f32; k];
+        for &i in &val_unread {
+            validation_images.push(ValidationImage::new(
+                &ds.samples[i].path,
+                &ds.classes,
+                ds.samples[i].class,
+                None,
+                &uniform,
+                None,
+            ));
+            y_true.push(ds.samples[i].class);
+            y_pred.push(None);
+            rows.extend_from_slice(&uniform);
+        }
+        let all = Array2::from_shape_vec((y_true.len(), k), rows).expect("k per image");
+        Some(if val_unread.is_empty() {
+            crate::metrics::evaluate(&val_y, proba.view(), &ds.classes)?
+        } else {
+            crate::metrics::evaluate_predictions(&y_true, &y_pred, all.view(), &ds.classes)?
+        })
     };
     if let Some(set) = &open_set {
         summary = Some(OpenSetSummary {
@@ -562,7 +597,7 @@ pub fn fit(
         n_val: if kind == ModelKind::Face {
             val_images.len()
         } else {
-            val_x.len()
+            val_x.len() + val_unread.len()
         },
         n_test: data.split.test.len(),
         classes: ds.classes.clone(),

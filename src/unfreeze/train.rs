@@ -447,7 +447,12 @@ pub fn train(
                     opts.epochs
                 ));
                 let (best_acc, best_loss) = state.best;
-                if val_loss.is_finite()
+                if val_idx.is_empty() {
+                    // Too few training images to hold any out: the last weights are kept.
+                    state.best_step = state.step;
+                    state.best_epoch = epoch + 1;
+                    best = snapshot(&tail, &head);
+                } else if val_loss.is_finite()
                     && (val_acc > best_acc + 1e-6
                         || (val_acc >= best_acc - 1e-6 && val_loss < best_loss - 1e-5))
                 {
@@ -459,7 +464,7 @@ pub fn train(
                 } else {
                     state.bad_evals += 1;
                 }
-                if state.bad_evals >= opts.patience {
+                if state.bad_evals >= opts.patience && !val_idx.is_empty() {
                     state.done = true;
                     state.stop_reason = format!(
                         "no better early-stopping score in {} evaluations (--patience)",
@@ -469,6 +474,11 @@ pub fn train(
                 if end && !state.done {
                     state.done = true;
                     state.stop_reason = format!("ran all {} epochs", opts.epochs);
+                    if val_idx.is_empty() {
+                        state.stop_reason.push_str(
+                            " (too few training images to hold any out for early stopping: the last weights are kept)",
+                        );
+                    }
                 }
                 if let Some(path) = checkpoint {
                     let cur = snapshot(&tail, &head);
