@@ -136,8 +136,13 @@ pub fn evaluate_bundle(
         known_x = f.known_vectors;
         f.report
     } else {
+        // Images of a known class that could not be read: listed under `skipped`, and wrong.
+        let mut unread_y = Vec::new();
         for (s, emb) in chosen.iter().zip(&extracted.embeddings) {
-            let Some(emb) = emb else { continue };
+            let Some(emb) = emb else {
+                unread_y.extend(class_of(&dataset.classes[s.class]));
+                continue;
+            };
             let v = match training_vector(kind, emb) {
                 Use::Vector(v) => v,
                 Use::NoFace => {
@@ -163,14 +168,36 @@ pub fn evaluate_bundle(
                 None => strangers.push(v),
             }
         }
-        if known_x.is_empty() {
+        if known_x.is_empty() && unread_y.is_empty() {
             return Err(no_known(bundle, dataset));
         }
-        let d = known_x[0].len();
-        let x = Array2::from_shape_vec((known_x.len(), d), known_x.concat())
-            .expect("rows of equal length");
-        let proba = bundle.head.try_predict_proba(x.view())?;
-        crate::metrics::evaluate(&known_y, proba.view(), &bundle.classes)?
+        let k = bundle.classes.len();
+        let proba = if known_x.is_empty() {
+            Array2::zeros((0, k))
+        } else {
+            let d = known_x[0].len();
+            let x = Array2::from_shape_vec((known_x.len(), d), known_x.concat())
+                .expect("rows of equal length");
+            bundle.head.try_predict_proba(x.view())?
+        };
+        if unread_y.is_empty() {
+            crate::metrics::evaluate(&known_y, proba.view(), &bundle.classes)?
+        } else {
+            let mut y_pred: Vec<Option<usize>> = proba
+                .rows()
+                .into_iter()
+                .map(|r| (0..k).reduce(|b, c| if r[c] > r[b] { c } else { b }))
+                .collect();
+            let mut rows: Vec<f32> = proba.iter().copied().collect();
+            let mut y_true = known_y.clone();
+            for &c in &unread_y {
+                y_true.push(c);
+                y_pred.push(None);
+                rows.extend(std::iter::repeat_n(1.0 / k as f32, k));
+            }
+            let all = Array2::from_shape_vec((y_true.len(), k), rows).expect("k per image");
+            crate::metrics::evaluate_predictions(&y_true, &y_pred, all.view(), &bundle.classes)?
+        }
     };
     let open_set = bundle
         .open_set

@@ -1485,4 +1485,12 @@ fn an_unreadable_validation_image_counts_as_wrong() {
     assert!(r["skipped"].to_string().contains("broken.png"), "{r}");
     let answers = r["validation_images"].as_array().unwrap();
     assert_eq!(answers.len(), 7);
+    // eval counts it the same way (the training images are excluded by content).
+    let (e, code, err) = q_fixture(&dir, &["eval", "--bundle", "b", "data"]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(e["n"], 7, "{e}");
+    assert!(
+        (e["accuracy"].as_f64().unwrap() - acc).abs() < 1e-9,
+        "{e} vs {r}"
+    );
 }
