@@ -139,24 +139,33 @@ pub fn unfreeze(
         "maps of the frozen prefix ({} values per view) through the cache",
         spec.map_len()
     ));
+    // Each image is two inputs (photo and mirror image): half the batch keeps ONNX Runtime's
+    // memory where a plain extract has it.
+    let maps_opts = ExtractOptions {
+        batch: (extract_opts.batch / 2).max(1),
+        ..extract_opts
+    };
     let extracted = extract(
         &mut maps_pipeline,
         Some(&maps_cache),
         images.paths,
-        extract_opts,
+        maps_opts,
         reporter,
     )?;
     // Maps as the cache holds them (float16), so a first run trains on exactly what a second
     // run reads back: the same weights for a seed, whatever was cached.
+    // Rounded in place: the maps are the largest thing held (2 · 4 bytes · map size per image).
+    let map_backbone_runs = extracted.report.backbone_runs;
     let rounded: Vec<Option<Vec<f32>>> = extracted
         .embeddings
-        .iter()
+        .into_iter()
         .map(|e| {
-            e.as_ref().and_then(|e| e.first()).map(|e| {
-                e.vector
-                    .iter()
-                    .map(|&v| half::f16::from_f32(v).to_f32())
-                    .collect()
+            e.and_then(|e| e.into_iter().next()).map(|e| {
+                let mut v = e.vector;
+                for x in &mut v {
+                    *x = half::f16::from_f32(*x).to_f32();
+                }
+                v
             })
         })
         .collect();
@@ -308,7 +317,7 @@ pub fn unfreeze(
             blocks: spec.blocks,
             outcome,
             options: opts.train.clone(),
-            map_backbone_runs: extracted.report.backbone_runs,
+            map_backbone_runs,
             map_cache_bytes_per_image: 2 * 2 * spec.map_len(),
             frozen_held_out_accuracy,
             ort_max_abs_diff: diff,
