@@ -350,3 +350,57 @@ fn kill_during_training_keeps_the_bundle_and_resume_continues() {
         .join(resumed_tail["file"].as_str().unwrap())
         .is_file());
 }
+
+/// `compare --unfreeze 1` adds `mobilenetv2+unfreeze1` recipes, the tail trained on each
+/// repeat's training part; a model without a cut point is compared frozen only, with a note.
+#[test]
+fn compare_includes_the_fine_tuned_recipe() {
+    require_runtime();
+    let dir = Dir::new();
+    data(&dir);
+    let (r, code, err) = dir.json(&[
+        "compare",
+        "data",
+        "--models",
+        "mobilenetv2,efficientnet_lite0",
+        "--heads",
+        "softmax,centroid",
+        "--repeats",
+        "2",
+        "--no-group",
+        "--unfreeze",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("not fine-tuned") && err.contains("efficientnet_lite0"),
+        "{err}"
+    );
+    let rows = r["rows"].as_array().unwrap();
+    let tuned: Vec<&Value> = rows
+        .iter()
+        .filter(|row| row["model"] == "mobilenetv2+unfreeze1")
+        .collect();
+    assert!(
+        tuned.len() >= 2,
+        "softmax and centroid on the fine-tuned features: {r}"
+    );
+    for row in &tuned {
+        assert_eq!(row["accuracy_per_repeat"].as_array().unwrap().len(), 2);
+        let acc = row["accuracy_mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    assert!(rows.iter().any(|row| row["model"] == "mobilenetv2"));
+    assert!(!rows
+        .iter()
+        .any(|row| row["model"] == "efficientnet_lite0+unfreeze1"));
+    let uses = r["models"].as_array().unwrap();
+    let maps = uses
+        .iter()
+        .find(|m| m["model"] == "mobilenetv2+unfreeze1")
+        .expect("listed");
+    assert_eq!(
+        maps["backbone_runs"], 14,
+        "each image's maps once, for every repeat"
+    );
+}

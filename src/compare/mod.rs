@@ -49,6 +49,7 @@ use crate::split::{Split, SplitRule, SplitSpec};
 
 mod recommend;
 pub mod stats;
+pub mod tuned;
 
 use recommend::recommend;
 
@@ -142,6 +143,9 @@ pub struct ModelFeatures {
     pub backbone_runs: u64,
     /// Seconds spent getting the features.
     pub seconds: f64,
+    /// A fine-tuned recipe (`compare --unfreeze N`, [`tuned::features`]): each repeat's vectors,
+    /// from the tail trained on that repeat's training part (`vectors` is then the first's).
+    pub per_repeat: Vec<Vec<Option<Vec<f32>>>>,
 }
 
 /// Runs `pipeline` over every image of `dataset` through `cache` (the backbone runs only on what
@@ -189,6 +193,7 @@ pub fn features(
         left_out,
         backbone_runs: extracted.report.backbone_runs,
         seconds: extracted.report.seconds,
+        per_repeat: Vec::new(),
     })
 }
 
@@ -530,19 +535,20 @@ fn score(
     (repeat, units): (usize, &Option<Vec<usize>>),
 ) -> Result<(f64, f64, String)> {
     let k = dataset.classes.len();
+    let vectors = features.per_repeat.get(repeat).unwrap_or(&features.vectors);
     let rows = |idx: &[usize]| -> (Vec<usize>, Array2<f32>, Vec<usize>) {
         let have: Vec<usize> = idx
             .iter()
             .copied()
-            .filter(|&i| features.vectors[i].is_some())
+            .filter(|&i| vectors[i].is_some())
             .collect();
         let d = have
             .first()
-            .and_then(|&i| features.vectors[i].as_ref())
+            .and_then(|&i| vectors[i].as_ref())
             .map_or(0, Vec::len);
         let mut x = Vec::with_capacity(have.len() * d);
         for &i in &have {
-            x.extend_from_slice(features.vectors[i].as_ref().expect("kept"));
+            x.extend_from_slice(vectors[i].as_ref().expect("kept"));
         }
         let y = have.iter().map(|&i| dataset.samples[i].class).collect();
         let x = Array2::from_shape_vec((have.len(), d), x).expect("rows of equal length");

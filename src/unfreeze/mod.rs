@@ -114,61 +114,23 @@ pub fn unfreeze(
     reporter: &dyn Reporter,
 ) -> Result<Unfrozen> {
     opts.train.check()?;
-    let tail_path = model.resolve(&spec.tail);
-    crate::models::verify_file(
-        &tail_path,
-        Some(&spec.tail_sha256),
-        &model.manifest_path,
-        &format!("tail graph of `{}`", model.manifest.name),
-    )?;
-    let bytes = std::fs::read(&tail_path).map_err(|e| Error::io("cannot read", &tail_path, e))?;
-    let graph = graph::TailGraph::read(bytes, spec.map).map_err(|e| {
-        Error::bad_file(
-            &tail_path,
-            format!("cannot train this tail graph: {e}"),
-            None,
-        )
-    })?;
-
+    let graph = tail_graph(model, spec)?;
     // 1. The maps of every image (both views), through their own float16 cache.
-    let mut maps_pipeline = views::mirrored(env, model, spec, session)?;
-    let id = maps_pipeline.identity.clone();
-    let maps_cache =
-        FeatureCache::open(cache_root, &id.model, &id.sha256, &id.preprocess_id)?.with_half();
-    reporter.message(&format!(
-        "maps of the frozen prefix ({} values per view) through the cache",
-        spec.map_len()
-    ));
-    // Each image is two inputs (photo and mirror image): half the batch keeps ONNX Runtime's
-    // memory where a plain extract has it.
-    let maps_opts = ExtractOptions {
-        batch: (extract_opts.batch / 2).max(1),
-        ..extract_opts
-    };
-    let extracted = extract(
-        &mut maps_pipeline,
-        Some(&maps_cache),
+    let Maps {
+        maps: rounded,
+        cache: maps_cache,
+        backbone_runs: map_backbone_runs,
+        identity: id,
+    } = maps(
+        env,
+        model,
+        spec,
+        cache_root,
         images.paths,
-        maps_opts,
+        session,
+        extract_opts,
         reporter,
     )?;
-    // Maps as the cache holds them (float16), so a first run trains on exactly what a second
-    // run reads back: the same weights for a seed, whatever was cached.
-    // Rounded in place: the maps are the largest thing held (2 · 4 bytes · map size per image).
-    let map_backbone_runs = extracted.report.backbone_runs;
-    let rounded: Vec<Option<Vec<f32>>> = extracted
-        .embeddings
-        .into_iter()
-        .map(|e| {
-            e.and_then(|e| e.into_iter().next()).map(|e| {
-                let mut v = e.vector;
-                for x in &mut v {
-                    *x = half::f16::from_f32(*x).to_f32();
-                }
-                v
-            })
-        })
-        .collect();
     let map_of = |k: usize| rounded[k].as_deref();
     let rows: Vec<usize> = (0..images.n_train)
         .filter(|&k| map_of(k).is_some())
@@ -185,16 +147,8 @@ pub fn unfreeze(
 
     // 2. The head starts as the frozen head on the pretrained tail's features (linear probe).
     let tail0 = graph.tail.clone();
-    let x0 = train::features(&tail0, &maps);
     reporter.message("fitting the starting head on the pretrained tail's features");
-    let probe = crate::head::fit_grouped(x0.view(), &labels, Some(&units), params)?;
-    let h = &probe.head;
-    let head0 = net::Head {
-        w: Array2::from_shape_vec((h.classes, h.dim), h.weights.clone()).expect("k × d weights"),
-        b: Array1::from_vec(h.bias.clone()),
-        mean: Array1::from_vec(h.mean.clone()),
-        scale: Array1::from_vec(h.scale.clone()),
-    };
+    let (head0, probe) = probe_head(&tail0, &maps, &labels, &units, params)?;
 
     // The frozen backbone's head on the same split, for the comparison in the report.
     let val_rows: Vec<usize> = (images.n_train..images.paths.len())
@@ -205,9 +159,7 @@ pub fn unfreeze(
             .iter()
             .map(|&k| map_of(k).expect("kept above"))
             .collect();
-        let p = probe
-            .head
-            .predict_proba(train::features(&tail0, &val_maps).view());
+        let p = probe.predict_proba(train::features(&tail0, &val_maps).view());
         let right = val_rows
             .iter()
             .enumerate()
@@ -250,7 +202,7 @@ pub fn unfreeze(
     // 4. The trained weights, written into the tail graph, beside the bundle.
     let written = graph.write(&outcome.tail).map_err(|e| {
         Error::bad_file(
-            &tail_path,
+            model.resolve(&spec.tail),
             format!("cannot write the trained tail: {e}"),
             None,
         )
@@ -324,6 +276,110 @@ pub fn unfreeze(
             tail_file: out_path,
         },
     })
+}
+
+/// The tail graph of `spec`, checked against its pinned sha256 and read into layers.
+pub fn tail_graph(model: &Model, spec: &TailSpec) -> Result<graph::TailGraph> {
+    let tail_path = model.resolve(&spec.tail);
+    crate::models::verify_file(
+        &tail_path,
+        Some(&spec.tail_sha256),
+        &model.manifest_path,
+        &format!("tail graph of `{}`", model.manifest.name),
+    )?;
+    let bytes = std::fs::read(&tail_path).map_err(|e| Error::io("cannot read", &tail_path, e))?;
+    graph::TailGraph::read(bytes, spec.map).map_err(|e| {
+        Error::bad_file(
+            &tail_path,
+            format!("cannot train this tail graph: {e}"),
+            None,
+        )
+    })
+}
+
+/// Every image's two maps (photo and mirror image, concatenated), as the float16 cache holds
+/// them; `None` for an image that could not be read.
+#[derive(Debug)]
+pub struct Maps {
+    /// Per path, `2 · map_len` values rounded to float16 precision.
+    pub maps: Vec<Option<Vec<f32>>>,
+    /// The maps' cache (its keys name the images by content).
+    pub cache: FeatureCache,
+    /// Images that went through the prefix in this run.
+    pub backbone_runs: u64,
+    /// The maps' cache identity.
+    pub identity: crate::pipeline::CacheIdentity,
+}
+
+/// The maps of `paths` through their float16 cache in `cache_root`.
+#[allow(clippy::too_many_arguments)]
+pub fn maps(
+    env: &Environment,
+    model: &Model,
+    spec: &TailSpec,
+    cache_root: &Path,
+    paths: &[PathBuf],
+    session: SessionOptions,
+    extract_opts: ExtractOptions,
+    reporter: &dyn Reporter,
+) -> Result<Maps> {
+    let mut pipeline = views::mirrored(env, model, spec, session)?;
+    let id = pipeline.identity.clone();
+    let cache =
+        FeatureCache::open(cache_root, &id.model, &id.sha256, &id.preprocess_id)?.with_half();
+    reporter.message(&format!(
+        "maps of the frozen prefix ({} values per view) through the cache",
+        spec.map_len()
+    ));
+    // Each image is two inputs (photo and mirror image): half the batch keeps ONNX Runtime's
+    // memory where a plain extract has it.
+    let opts = ExtractOptions {
+        batch: (extract_opts.batch / 2).max(1),
+        ..extract_opts
+    };
+    let extracted = extract(&mut pipeline, Some(&cache), paths, opts, reporter)?;
+    // Maps as the cache holds them (float16), so a first run trains on exactly what a second
+    // run reads back: the same weights for a seed, whatever was cached. Rounded in place: the
+    // maps are the largest thing held (2 · 4 bytes · map size per image).
+    let maps = extracted
+        .embeddings
+        .into_iter()
+        .map(|e| {
+            e.and_then(|e| e.into_iter().next()).map(|e| {
+                let mut v = e.vector;
+                for x in &mut v {
+                    *x = half::f16::from_f32(*x).to_f32();
+                }
+                v
+            })
+        })
+        .collect();
+    Ok(Maps {
+        maps,
+        cache,
+        backbone_runs: extracted.report.backbone_runs,
+        identity: id,
+    })
+}
+
+/// The starting head of fine-tuning: the frozen head (L2 by cross-validation) fitted on the
+/// pretrained tail's features of `maps` (first view), as trainable and as fitted.
+pub fn probe_head(
+    tail: &net::Tail,
+    maps: &[&[f32]],
+    labels: &[usize],
+    units: &[usize],
+    params: &SoftmaxValidParams,
+) -> Result<(net::Head, crate::head::SoftmaxHead)> {
+    let x0 = train::features(tail, maps);
+    let h = crate::head::fit_grouped(x0.view(), labels, Some(units), params)?.head;
+    let head = net::Head {
+        w: Array2::from_shape_vec((h.classes, h.dim), h.weights.clone()).expect("k × d weights"),
+        b: Array1::from_vec(h.bias.clone()),
+        mean: Array1::from_vec(h.mean.clone()),
+        scale: Array1::from_vec(h.scale.clone()),
+    };
+    Ok((head, h))
 }
 
 /// What a checkpoint must have been written for: the maps, the images and labels, the options.

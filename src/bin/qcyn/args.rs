@@ -367,6 +367,11 @@ pub struct CompareArgs {
     /// Images per backbone run.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
     pub batch: usize,
+    /// Also compare each model with a cut point fine-tuned in its last N block(s), as
+    /// `fit --unfreeze N` trains it (default settings), on every repeat's training part:
+    /// recipes named `MODEL+unfreezeN`.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub unfreeze: usize,
 }
 
 /// How `eval` and `predict` run a bundle's backbone.

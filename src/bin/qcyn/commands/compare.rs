@@ -100,6 +100,52 @@ pub(super) fn run(ctx: &Ctx, a: args::CompareArgs) -> Result<ExitCode> {
             &ctx.reporter,
         )?);
     }
+    if a.unfreeze > 0 {
+        let registry = ctx.registry()?;
+        let tails = registry.tails();
+        let root = match (a.cache.no_cache, &a.cache.cache) {
+            (true, _) => None,
+            (false, Some(dir)) => Some(dir.clone()),
+            (false, None) => Some(qcyn::cache::default_root()),
+        };
+        let tmp = match &root {
+            Some(_) => None,
+            None => Some(tempfile::tempdir()?),
+        };
+        let root = root.unwrap_or_else(|| tmp.as_ref().expect("made above").path().to_path_buf());
+        let units =
+            (!groups.is_empty()).then(|| qcyn::estimate::units(dataset.samples.len(), &groups));
+        let seeded: Vec<(u64, &qcyn::split::Split)> = splits
+            .iter()
+            .enumerate()
+            .map(|(r, s)| (opts.spec(r).seed, s))
+            .collect();
+        for model in &models {
+            let spec = match model.tail_spec(a.unfreeze, &tails) {
+                Ok(spec) => spec.clone(),
+                Err(e) => {
+                    ctx.note(&format!("not fine-tuned: {e}"));
+                    continue;
+                }
+            };
+            features.push(qcyn::compare::tuned::features(
+                &env,
+                model,
+                &spec,
+                &root,
+                &dataset,
+                &seeded,
+                units.as_deref(),
+                &qcyn::unfreeze::TrainOptions::default(),
+                session,
+                ExtractOptions {
+                    batch: a.batch,
+                    workers: threads,
+                },
+                &ctx.reporter,
+            )?);
+        }
+    }
     ctx.note("fitting and scoring every recipe on every repeat");
     let report = qcyn::compare::compare(&dataset, &features, &splits, &opts, method)?;
     if ctx.global.json {
