@@ -349,8 +349,12 @@ impl Head {
 
     /// Class probabilities `[classes, n]` of pooled features `[dim, n]`.
     pub fn proba(&self, f: ArrayView2<f32>) -> Array2<f32> {
-        let z = self.standardise(f);
-        let mut logits = self.w.dot(&z);
+        self.proba_standardised(&self.standardise(f))
+    }
+
+    /// Class probabilities `[classes, n]` of standardised features `z`.
+    fn proba_standardised(&self, z: &Array2<f32>) -> Array2<f32> {
+        let mut logits = self.w.dot(z);
         for (mut row, &bias) in logits.outer_iter_mut().zip(&self.b) {
             row += bias;
         }
@@ -373,7 +377,7 @@ impl Head {
     ) -> (f32, Array2<f32>) {
         let n = y.len();
         let z = self.standardise(f);
-        let p = self.proba(f);
+        let p = self.proba_standardised(&z);
         let mut loss = 0f64;
         let mut d = p;
         for (i, &c) in y.iter().enumerate() {
