@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! dataset (scan) ─▶ split ─▶ preprocess ─▶ pipeline ─▶ backbone | face ─▶ cache ─▶ extract
-//!   ─▶ dups ─▶ head ─▶ metrics ─▶ estimate ─▶ bundle ─▶ fit | eval ─▶ compare | predict | export | serve | report;
+//!   ─▶ dups ─▶ head ─▶ metrics ─▶ estimate ─▶ unfreeze ─▶ bundle ─▶ fit | eval
+//!   ─▶ compare | predict | export | serve | report;
 //!   bench measures preprocess ─▶ backbone
 //! ```
 //!
@@ -24,6 +25,9 @@
 //!   [`estimate`]: grouped cross-validation when too few distinct photos are held out;
 //!   [`label`]: the label of one image (for face models, of several faces), shared by `predict`,
 //!   `fit` and `eval`.
+//! - [`unfreeze`]: `fit --unfreeze N`, the backbone's last block(s) fine-tuned in Rust on cached
+//!   prefix maps, the trained tail written back as an ONNX graph ([`onnx_proto`]: just enough
+//!   protobuf for that and for [`export`]).
 //! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
 //!   `qcyn eval` workflows; [`compare`]: backbones × heads × class weights over repeated
 //!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`]: latency;

@@ -103,16 +103,7 @@ pub(super) fn run(ctx: &Ctx, a: args::CompareArgs) -> Result<ExitCode> {
     if a.unfreeze > 0 {
         let registry = ctx.registry()?;
         let tails = registry.tails();
-        let root = match (a.cache.no_cache, &a.cache.cache) {
-            (true, _) => None,
-            (false, Some(dir)) => Some(dir.clone()),
-            (false, None) => Some(qcyn::cache::default_root()),
-        };
-        let tmp = match &root {
-            Some(_) => None,
-            None => Some(tempfile::tempdir()?),
-        };
-        let root = root.unwrap_or_else(|| tmp.as_ref().expect("made above").path().to_path_buf());
+        let (root, _tmp) = super::cache_root(&a.cache)?;
         let units =
             (!groups.is_empty()).then(|| qcyn::estimate::units(dataset.samples.len(), &groups));
         let seeded: Vec<(u64, &qcyn::split::Split)> = splits

@@ -99,21 +99,18 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
     // --unfreeze: the tail is trained first; fit then runs the model as prefix → trained tail,
     // every image's features already in the cache.
     let mut unfreeze = None;
-    let mut unfreeze_tmp = None;
+    // With --no-cache, the temporary folder the maps and tail features live in until fit ends.
+    let mut _unfreeze_tmp = None;
     let (mut pipeline, cache) = match &tail_spec {
         None => (pipeline, cache),
         Some(spec) => {
-            let root = match (&temporary, a.cache.no_cache) {
-                (Some(dir), _) => dir.path().to_path_buf(),
-                (None, true) => unfreeze_tmp
-                    .insert(tempfile::tempdir()?)
-                    .path()
-                    .to_path_buf(),
-                (None, false) => a
-                    .cache
-                    .cache
-                    .clone()
-                    .unwrap_or_else(qcyn::cache::default_root),
+            let root = match &temporary {
+                Some(dir) => dir.path().to_path_buf(),
+                None => {
+                    let (root, tmp) = super::cache_root(&a.cache)?;
+                    _unfreeze_tmp = tmp;
+                    root
+                }
             };
             let (bundle_dir, _) = qcyn::bundle::place(&qcyn::bundle::bundle_path(&a.out));
             let ds = &data.dataset;

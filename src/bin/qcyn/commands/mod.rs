@@ -1,6 +1,6 @@
 //! The commands, one file each, and what they share: the settings context (registry and model
 //! lookup, the ONNX Runtime environment, pipelines, the feature cache), threads and JSON output.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -147,20 +147,10 @@ fn bundle_and_pipeline(
         threads: resolve_threads(run.threads),
         device: device(run.device),
     };
-    let pipeline = match &bundle.tail {
+    let pipeline = match bundle_tail(&registry, &model, &bundle, bundle_arg)? {
         // Fitted with --unfreeze: the frozen prefix, then the bundle's trained tail.
-        Some(trained) => {
-            let spec = model.tail_spec(trained.blocks, &registry.tails())?;
-            let file = qcyn::bundle::bundle_path(bundle_arg);
-            let dir = file.parent().unwrap_or(Path::new("."));
-            qcyn::unfreeze::tail_pipeline(
-                &env,
-                &model,
-                spec,
-                trained,
-                &dir.join(&trained.file),
-                session,
-            )?
+        Some((spec, trained, file)) => {
+            qcyn::unfreeze::tail_pipeline(&env, &model, &spec, &trained, &file, session)?
         }
         None => Pipeline::open_with(
             &env,
@@ -171,6 +161,22 @@ fn bundle_and_pipeline(
     };
     bundle.check_model(&model, &pipeline.identity.sha256)?;
     Ok((bundle, pipeline, env))
+}
+
+/// A bundle fitted with `--unfreeze`: the model's cut point, the trained tail and its file
+/// (beside the bundle); `None` for other bundles.
+fn bundle_tail(
+    registry: &Registry,
+    model: &Model,
+    bundle: &Bundle,
+    bundle_arg: &Path,
+) -> Result<Option<(qcyn::models::TailSpec, qcyn::unfreeze::TrainedTail, PathBuf)>> {
+    let Some(trained) = &bundle.tail else {
+        return Ok(None);
+    };
+    let spec = model.tail_spec(trained.blocks, &registry.tails())?.clone();
+    let (dir, _) = qcyn::bundle::place(&qcyn::bundle::bundle_path(bundle_arg));
+    Ok(Some((spec, trained.clone(), dir.join(&trained.file))))
 }
 
 /// Threads to use: the request, at most the number of cores (more only slows ONNX Runtime down),
@@ -232,14 +238,32 @@ fn load_data(data: &args::DataArgs) -> Result<Dataset> {
     }
 }
 
-fn open_cache(cache: &args::CacheArgs, pipeline: &Pipeline) -> Result<Option<FeatureCache>> {
-    if cache.no_cache {
-        return Ok(None);
+/// The feature cache folder the cache options name (`None` with --no-cache).
+fn user_cache_root(cache: &args::CacheArgs) -> Option<PathBuf> {
+    (!cache.no_cache).then(|| {
+        cache
+            .cache
+            .clone()
+            .unwrap_or_else(qcyn::cache::default_root)
+    })
+}
+
+/// A cache folder for work that needs one even with --no-cache (the maps of `--unfreeze`): the
+/// user's, or a temporary folder, returned so that it lives while it is used.
+fn cache_root(cache: &args::CacheArgs) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match user_cache_root(cache) {
+        Some(root) => Ok((root, None)),
+        None => {
+            let tmp = tempfile::tempdir()?;
+            Ok((tmp.path().to_path_buf(), Some(tmp)))
+        }
     }
-    let root = cache
-        .cache
-        .clone()
-        .unwrap_or_else(qcyn::cache::default_root);
+}
+
+fn open_cache(cache: &args::CacheArgs, pipeline: &Pipeline) -> Result<Option<FeatureCache>> {
+    let Some(root) = user_cache_root(cache) else {
+        return Ok(None);
+    };
     let id = &pipeline.identity;
     Ok(Some(FeatureCache::open(
         &root,

@@ -25,15 +25,7 @@ pub(super) fn run(ctx: &Ctx, a: args::ServeArgs) -> Result<ExitCode> {
     };
     let face = bundle.face_options.unwrap_or_default();
     // A bundle fitted with --unfreeze runs the frozen prefix, then its trained tail.
-    let tail = match &bundle.tail {
-        Some(t) => {
-            let spec = model.tail_spec(t.blocks, &registry.tails())?.clone();
-            let file = qcyn::bundle::bundle_path(&a.bundle);
-            let dir = file.parent().unwrap_or(std::path::Path::new("."));
-            Some((spec, t.clone(), dir.join(&t.file)))
-        }
-        None => None,
-    };
+    let tail = super::bundle_tail(&registry, &model, &bundle, &a.bundle)?;
     let open: qcyn::serve::OpenPipeline = Box::new(move || match &tail {
         Some((spec, trained, path)) => {
             qcyn::unfreeze::tail_pipeline(&env, &model, spec, trained, path, session)
