@@ -242,6 +242,22 @@ fn a_fused_model_works_with_extract_fit_eval_and_predict() {
     assert_eq!(bundle["model"]["manifest"]["kind"], "fusion");
     assert_eq!(bundle["model"]["parts"].as_array().unwrap().len(), 2);
     assert_eq!(bundle["head"]["dim"], 8, "4 + 4 features");
+    // Both feature scalings, each with the five part weightings, tried by the cross-validation;
+    // the one reported is the one with the lowest log loss.
+    let cv = &fit["cv"];
+    let tried = cv["candidates"].as_array().unwrap();
+    assert_eq!(tried.len(), 10, "{cv}");
+    let best = tried
+        .iter()
+        .min_by(|a, b| {
+            a["log_loss"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["log_loss"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(cv["scaling"], best["scaling"], "{cv}");
+    assert_eq!(cv["part_weights"], best["part_weights"], "{cv}");
 
     let eval = ok(
         &dir,

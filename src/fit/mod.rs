@@ -376,11 +376,16 @@ pub fn fit(
                 y: if p == 0 { &train_y } else { &val_y },
                 units: &row_units[p],
             };
+            // Each fold refits with what this fit chose: strength, scaling and part weights.
+            let chosen = match &fitted.cv {
+                Some(cv) => params.with_choice(cv.scaling, &cv.part_weights),
+                None => params.clone(),
+            };
             crate::estimate::when_held_out_is_small(
                 rows(0),
                 rows(1),
                 &ds.classes,
-                &params,
+                &chosen,
                 fitted.head.l2,
             )?
         }

@@ -264,8 +264,14 @@ pub fn human(r: &FitReport) -> String {
     if let Some(cv) = &r.cv {
         let _ = writeln!(
             s,
-            "L2 strength {} chosen by {}-fold cross-validation on the training part (out-of-fold accuracy {:.3})",
+            "L2 strength {}, feature scaling `{}`{} chosen by {}-fold cross-validation on the training part (out-of-fold accuracy {:.3})",
             r.chosen_l2,
+            cv.scaling.name(),
+            if cv.part_weights.is_empty() {
+                String::new()
+            } else {
+                format!(", part weights {:?}", cv.part_weights)
+            },
             cv.folds,
             cv.grid.iter().find(|p| p.l2 == r.chosen_l2).map_or(f64::NAN, |p| p.accuracy)
         );

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lbfgs::SolverStats;
 use super::objective::{argmax, Trainer};
-use super::params::{ClassWeight, SoftmaxValidParams};
+use super::params::{ClassWeight, Scaling, SoftmaxValidParams};
 
 /// Cross-validation result of one L2 strength.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,13 +47,29 @@ pub struct CvReport {
     pub grid: Vec<CvPoint>,
     /// The strength chosen.
     pub chosen_l2: f32,
-    /// A fused model's part weights tried, each with its best pooled out-of-fold log loss
-    /// (empty for one model).
+    /// The feature scaling chosen with the strength (lowest log loss; ties go to the first tried,
+    /// `feature`).
+    #[serde(default)]
+    pub scaling: Scaling,
+    /// Every feature scaling and part weighting tried, each with its best pooled out-of-fold log
+    /// loss (empty when only one was tried).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub part_weights_tried: Vec<(Vec<f32>, f64)>,
+    pub candidates: Vec<CvCandidate>,
     /// The part weights chosen (lowest log loss; ties go to equal weights, tried first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub part_weights: Vec<f32>,
+}
+
+/// One feature scaling and part weighting tried by the cross-validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvCandidate {
+    /// The scaling.
+    pub scaling: Scaling,
+    /// A fused model's part weights (empty for one model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_weights: Vec<f32>,
+    /// The best pooled out-of-fold log loss over the grid of strengths.
+    pub log_loss: f64,
 }
 
 /// Chooses the L2 strength from `grid` (sorted strong to weak, no duplicates) by stratified
@@ -91,7 +107,8 @@ pub(super) fn choose_l2(
         class_weight: params.class_weight,
         chosen_l2: points[best].l2,
         grid: points,
-        part_weights_tried: Vec::new(),
+        scaling: Scaling::default(),
+        candidates: Vec::new(),
         part_weights: Vec::new(),
     };
     (grid[best], mean_theta.swap_remove(best), report)

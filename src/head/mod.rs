@@ -12,7 +12,9 @@
 //!
 //! The L2 strength is chosen by stratified k-fold cross-validation on the training data only
 //! (lowest pooled out-of-fold log loss; ties go to the stronger penalty), then the head is refit on
-//! all of it. Folds run in parallel with rayon; along each fold the strengths are fitted from strong
+//! all of it. The same cross-validation chooses how features are scaled ([`Scaling`]: each to
+//! unit variance, or one scale per backbone, which keeps the backbone's geometry and does not
+//! blow weak, noisy features up) and a fused model's part weights. Folds run in parallel with rayon; along each fold the strengths are fitted from strong
 //! to weak, each starting from the previous solution; the refit starts from the mean of the folds'
 //! solutions at the chosen strength. The solver is L-BFGS with a strong-Wolfe line search, in
 //! `f32` with `f64` accumulation; each objective evaluation splits its rows into parallel chunks.
@@ -44,11 +46,11 @@ mod lbfgs;
 mod objective;
 mod params;
 
-pub use cv::{CvPoint, CvReport};
+pub use cv::{CvCandidate, CvPoint, CvReport};
 pub use lbfgs::SolverStats;
 pub use params::{
-    ClassWeight, HeadError, SoftmaxParams, SoftmaxValidParams, DEFAULT_L2_GRID, DEFAULT_TOL,
-    PART_WEIGHT_FACTORS,
+    ClassWeight, HeadError, Scaling, SoftmaxParams, SoftmaxValidParams, DEFAULT_L2_GRID,
+    DEFAULT_TOL, PART_WEIGHT_FACTORS,
 };
 
 use objective::{argmax, standardisation, standardise, Trainer};
@@ -229,6 +231,40 @@ fn part_weight_candidates(parts: usize) -> Vec<Vec<f32>> {
     out
 }
 
+/// The scale each feature is divided by: its own standard deviation (`sd`, 0 for a constant
+/// feature, which is then left unscaled) with [`Scaling::Feature`], or its part's root mean
+/// square of them with [`Scaling::Part`]; then divided by its part's weight. `dims` are a fused
+/// model's part dimensions (empty: one part, weight 1).
+fn scale_of(sd: &[f32], scaling: Scaling, dims: &[usize], weights: &[f32]) -> Vec<f32> {
+    let whole = [sd.len()];
+    let (dims, weights) = if dims.is_empty() {
+        (&whole[..], &[1.0f32][..])
+    } else {
+        (dims, weights)
+    };
+    let whole_len = sd.len();
+    let mut scale = sd.to_vec();
+    let mut start = 0;
+    for (&len, &w) in dims.iter().zip(weights) {
+        let part = &mut scale[start..(start + len).min(whole_len)];
+        match scaling {
+            Scaling::Feature => part
+                .iter_mut()
+                .filter(|s| **s <= 0.0)
+                .for_each(|s| *s = 1.0),
+            Scaling::Part => {
+                let ms = part.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>()
+                    / part.len().max(1) as f64;
+                let rms = ms.sqrt() as f32;
+                part.fill(if rms > 0.0 { rms } else { 1.0 });
+            }
+        }
+        part.iter_mut().for_each(|s| *s /= w);
+        start += len;
+    }
+    scale
+}
+
 /// Fits a head on features `x` (one row per sample) with labels `y` (class indices): chooses the
 /// L2 strength by cross-validation when the grid has several, then refits on everything.
 pub fn fit(
@@ -281,7 +317,7 @@ pub fn fit_grouped(
         });
     }
 
-    let (mean, base_scale) = standardisation(x);
+    let (mean, sd) = standardisation(x);
     let dims = &params.part_dims;
     if !dims.is_empty() && dims.iter().sum::<usize>() != d {
         return Err(HeadError::PartDims {
@@ -290,27 +326,30 @@ pub fn fit_grouped(
             dim: d,
         });
     }
-    // A fused model's parts: each weighting tried by the same cross-validation (ties go to the
-    // first, equal weights); a part's weight divides its features' scale, so the head applies it
-    // when it predicts.
-    let candidates = part_weight_candidates(dims.len());
-    let scaled = |w: &[f32]| -> Vec<f32> {
-        let mut scale = base_scale.clone();
-        let mut start = 0;
-        for (&len, &wk) in dims.iter().zip(w) {
-            for s in &mut scale[start..start + len] {
-                *s /= wk;
-            }
-            start += len;
+    // The feature scalings and a fused model's part weightings: each pair tried by the same
+    // cross-validation (ties go to the first: per-feature scaling, equal weights); a part's
+    // weight divides its features' scale, so the head applies it when it predicts.
+    let weightings = match &params.part_weights {
+        Some(w) if w.len() == dims.len() => vec![w.clone()],
+        Some(w) => {
+            return Err(HeadError::PartWeights {
+                weights: w.len(),
+                parts: dims.len(),
+            })
         }
-        scale
+        None => part_weight_candidates(dims.len()),
     };
+    let candidates: Vec<(Scaling, &Vec<f32>)> = params
+        .scalings
+        .iter()
+        .flat_map(|&sc| weightings.iter().map(move |w| (sc, w)))
+        .collect();
     let mut tried = Vec::new();
-    let mut best_weights = candidates.first().cloned().unwrap_or_default();
+    let (mut best_scaling, mut best_weights) = (candidates[0].0, candidates[0].1.clone());
     if cv_wanted && candidates.len() > 1 {
         let mut best_loss = f64::INFINITY;
-        for w in &candidates {
-            let xs = standardise(x, &mean, &scaled(w));
+        for &(sc, w) in &candidates {
+            let xs = standardise(x, &mean, &scale_of(&sd, sc, dims, w));
             let trainer = Trainer::new(&xs, y, k, params);
             let (_, _, report) =
                 cv::choose_l2(&trainer, params, &grid, (min_class, min_count), groups);
@@ -321,19 +360,28 @@ pub fn fit_grouped(
                 .fold(f64::INFINITY, f64::min);
             if loss < best_loss {
                 best_loss = loss;
-                best_weights = w.clone();
+                (best_scaling, best_weights) = (sc, w.clone());
             }
-            tried.push((w.clone(), loss));
+            tried.push(CvCandidate {
+                scaling: sc,
+                part_weights: if dims.is_empty() {
+                    Vec::new()
+                } else {
+                    w.clone()
+                },
+                log_loss: loss,
+            });
         }
     }
-    let scale = scaled(&best_weights);
+    let scale = scale_of(&sd, best_scaling, dims, &best_weights);
     let xs = standardise(x, &mean, &scale);
 
     let trainer = Trainer::new(&xs, y, k, params);
     let (chosen, init, cv) = if cv_wanted {
         let (l2, init, mut report) =
             cv::choose_l2(&trainer, params, &grid, (min_class, min_count), groups);
-        report.part_weights_tried = tried;
+        report.candidates = tried;
+        report.scaling = best_scaling;
         report.part_weights = if dims.is_empty() {
             Vec::new()
         } else {
@@ -359,4 +407,120 @@ pub fn fit_grouped(
         l2: chosen,
     };
     Ok(HeadFit { head, cv, refit })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linfa::ParamGuard;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn scale_of_keeps_each_part_whole_or_scales_each_feature() {
+        let sd = [1.0, 3.0, 0.0, 2.0, 2.0];
+        // Per feature: a constant feature (sd 0) is left unscaled.
+        assert_eq!(
+            scale_of(&sd, Scaling::Feature, &[], &[]),
+            vec![1.0, 3.0, 1.0, 2.0, 2.0]
+        );
+        // One part: one scale, the root mean square of the five (sqrt(18/5)).
+        let whole = scale_of(&sd, Scaling::Part, &[], &[]);
+        assert!(
+            whole.iter().all(|s| (s - 1.897_366_6).abs() < 1e-5),
+            "{whole:?}"
+        );
+        // Two parts, the second weighted 2: each part its own scale, divided by its weight.
+        let parts = scale_of(&sd, Scaling::Part, &[3, 2], &[1.0, 2.0]);
+        let first = (10.0f32 / 3.0).sqrt();
+        assert!(
+            parts[..3].iter().all(|s| (s - first).abs() < 1e-5),
+            "{parts:?}"
+        );
+        assert!(
+            parts[3..].iter().all(|s| (s - 1.0).abs() < 1e-6),
+            "{parts:?}"
+        );
+    }
+
+    /// Two classes told apart by 4 strong features, with 200 features of tiny noise: scaling each
+    /// feature to unit variance blows the noise up to the size of the signal, so the
+    /// cross-validation must prefer one scale for the whole vector, and say so.
+    #[test]
+    fn cross_validation_chooses_the_part_scaling_when_weak_features_are_noise() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (n, d) = (60, 204);
+        let mut x = Array2::<f32>::zeros((n, d));
+        let y: Vec<usize> = (0..n).map(|i| i % 2).collect();
+        for (i, mut row) in x.rows_mut().into_iter().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = if j < 4 {
+                    rng.gen_range(-1.0..1.0) + if y[i] == 1 { 1.2 } else { -1.2 }
+                } else {
+                    rng.gen_range(-1e-3..1e-3)
+                };
+            }
+        }
+        let params = SoftmaxParams::new().check().unwrap();
+        let fit = fit(x.view(), &y, &params).unwrap();
+        let cv = fit.cv.expect("cross-validated");
+        assert_eq!(cv.scaling, Scaling::Part, "{:?}", cv.candidates);
+        assert_eq!(cv.candidates.len(), 2);
+        let loss = |s| {
+            cv.candidates
+                .iter()
+                .find(|c| c.scaling == s)
+                .unwrap()
+                .log_loss
+        };
+        assert!(loss(Scaling::Part) < loss(Scaling::Feature));
+        // The head applies the chosen scaling when it predicts: one scale for every feature.
+        let s0 = fit.head.scale[0];
+        assert!(fit.head.scale.iter().all(|s| (s - s0).abs() < 1e-6));
+        // Asked for per-feature scaling only, it is used and nothing else is tried.
+        let only = SoftmaxParams::new()
+            .scalings(vec![Scaling::Feature])
+            .check()
+            .unwrap();
+        let cv = super::fit(x.view(), &y, &only).unwrap().cv.unwrap();
+        assert_eq!(cv.scaling, Scaling::Feature);
+        assert!(cv.candidates.is_empty());
+    }
+
+    /// What the grouped estimate's folds refit with: the scaling and part weights a fit chose,
+    /// fixed, so nothing else is tried; weights that do not match the parts are an error.
+    #[test]
+    fn a_fixed_choice_is_used_as_given() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let y: Vec<usize> = (0..30).map(|i| i % 2).collect();
+        let x = Array2::from_shape_fn((30, 6), |(i, j)| {
+            rng.gen_range(-1.0f32..1.0) + if j == 0 { y[i] as f32 } else { 0.0 }
+        });
+        let fused = SoftmaxParams::new().part_dims(vec![2, 4]).check().unwrap();
+        let chosen = fused.with_choice(Scaling::Part, &[1.0, 4.0]);
+        let cv = fit(x.view(), &y, &chosen).unwrap().cv.unwrap();
+        assert_eq!(cv.scaling, Scaling::Part);
+        assert_eq!(cv.part_weights, vec![1.0, 4.0]);
+        assert!(cv.candidates.is_empty(), "{:?}", cv.candidates);
+        let bad = fused.with_choice(Scaling::Feature, &[1.0, 2.0, 4.0]);
+        let err = fit(x.view(), &y, &bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HeadError::PartWeights {
+                    weights: 3,
+                    parts: 2
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_scaling_to_try_is_refused_before_any_work() {
+        let err = SoftmaxParams::new()
+            .scalings(Vec::new())
+            .check()
+            .unwrap_err();
+        assert!(matches!(err, HeadError::NoScaling), "{err}");
+    }
 }

@@ -9,7 +9,8 @@ use rayon::prelude::*;
 use super::lbfgs::{self, SolverStats};
 use super::params::{ClassWeight, SoftmaxValidParams};
 
-/// Per-feature mean and population standard deviation (1 where a feature is constant).
+/// Per-feature mean and population standard deviation (0 where a feature is constant up to
+/// rounding: it carries no information; [`super::scale_of`] leaves such a feature unscaled).
 pub(super) fn standardisation(x: ArrayView2<f32>) -> (Vec<f32>, Vec<f32>) {
     let n = x.nrows() as f64;
     let d = x.ncols();
@@ -32,9 +33,8 @@ pub(super) fn standardisation(x: ArrayView2<f32>) -> (Vec<f32>, Vec<f32>) {
         .zip(&mean)
         .map(|(v, m)| {
             let sd = (v / n).sqrt();
-            // A feature that is constant (up to rounding) carries no information: leave it unscaled.
             if sd <= 1e-6 * m.abs().max(1e-6) {
-                1.0
+                0.0
             } else {
                 sd as f32
             }
@@ -663,7 +663,8 @@ mod tests {
             .max_iter(2000)
             .check()
             .unwrap();
-        let (mean, scale) = standardisation(x.view());
+        let (mean, sd) = standardisation(x.view());
+        let scale = super::super::scale_of(&sd, super::super::Scaling::Feature, &[], &[]);
         let xs = standardise(x.view(), &mean, &scale);
         let all: Vec<usize> = (0..n).collect();
         let mut primal = Trainer::new(&xs, &y, k, &params);

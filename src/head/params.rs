@@ -17,6 +17,31 @@ pub const DEFAULT_TOL: f32 = 1e-5;
 /// L2 penalty that changes: weight 2 is a penalty 4× weaker on that part.
 pub const PART_WEIGHT_FACTORS: [f32; 2] = [2.0, 4.0];
 
+/// How the head scales features before the linear map (the scaling is stored in the head, so
+/// prediction applies it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scaling {
+    /// Each feature centred and divided by its own standard deviation (z-scores).
+    #[default]
+    Feature,
+    /// Each feature centred; each part (the whole vector for one model, each backbone's block for
+    /// a fused model) divided by one scale, the root mean square of its features' standard
+    /// deviations: the geometry of the backbone's features is kept, and weak, noisy features are
+    /// not blown up to the size of strong ones.
+    Part,
+}
+
+impl Scaling {
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scaling::Feature => "feature",
+            Scaling::Part => "part",
+        }
+    }
+}
+
 /// How training samples are weighted in the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,6 +72,9 @@ pub enum HeadError {
     /// `max_iter` is zero.
     #[error("max_iter must be at least 1")]
     ZeroIterations,
+    /// No feature scaling to try.
+    #[error("no feature scaling to try: give at least one")]
+    NoScaling,
     /// Features and labels differ in length.
     #[error("{0} feature rows but {1} labels")]
     MismatchedShapes(usize, usize),
@@ -93,6 +121,14 @@ pub enum HeadError {
         /// The features' dimension.
         found: usize,
     },
+    /// Fixed part weights that do not match the parts, one each.
+    #[error("{weights} part weights given for {parts} parts")]
+    PartWeights {
+        /// Weights given.
+        weights: usize,
+        /// Parts of the model.
+        parts: usize,
+    },
     /// A fused model's part dimensions do not add up to the features' dimension.
     #[error("the parts' dimensions {dims:?} add up to {sum}, but the features have {dim}")]
     PartDims {
@@ -135,6 +171,16 @@ pub struct SoftmaxValidParams {
     /// Dimensions of a fused model's parts, in order (empty: one block, no part weights).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) part_dims: Vec<usize>,
+    /// Scalings tried by the cross-validation (the first when there is none).
+    #[serde(default = "default_scalings")]
+    pub(super) scalings: Vec<Scaling>,
+    /// A fused model's part weights, fixed (none: chosen by the cross-validation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) part_weights: Option<Vec<f32>>,
+}
+
+fn default_scalings() -> Vec<Scaling> {
+    vec![Scaling::Feature, Scaling::Part]
 }
 
 impl SoftmaxValidParams {
@@ -162,6 +208,10 @@ impl SoftmaxValidParams {
     pub fn tol(&self) -> f32 {
         self.tol
     }
+    /// Scalings tried by the cross-validation.
+    pub fn scalings(&self) -> &[Scaling] {
+        &self.scalings
+    }
     /// Dimensions of a fused model's parts (empty for one model).
     pub fn part_dims_of(&self) -> &[usize] {
         &self.part_dims
@@ -184,6 +234,15 @@ impl SoftmaxValidParams {
             ..self.clone()
         })
     }
+    /// The same hyperparameters with the scaling and part weights an earlier fit chose (see
+    /// [`super::CvReport`]), fixed: what [`crate::estimate`]'s folds refit with.
+    pub fn with_choice(&self, scaling: Scaling, part_weights: &[f32]) -> SoftmaxValidParams {
+        SoftmaxValidParams {
+            scalings: vec![scaling],
+            part_weights: (!part_weights.is_empty()).then(|| part_weights.to_vec()),
+            ..self.clone()
+        }
+    }
     /// The same hyperparameters with another class weighting (still valid: weighting is not
     /// checked).
     pub fn with_class_weight(&self, class_weight: ClassWeight) -> SoftmaxValidParams {
@@ -197,7 +256,7 @@ impl SoftmaxValidParams {
 /// Hyperparameters of the softmax head (unchecked builder; a [`linfa::ParamGuard`]).
 ///
 /// Defaults: grid [`DEFAULT_L2_GRID`], 5 folds, no class weights, seed 0, at most 300 L-BFGS
-/// iterations per fit, gradient tolerance [`DEFAULT_TOL`].
+/// iterations per fit, gradient tolerance [`DEFAULT_TOL`], both [`Scaling`]s tried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SoftmaxParams(SoftmaxValidParams);
 
@@ -212,6 +271,8 @@ impl Default for SoftmaxParams {
             tol: DEFAULT_TOL,
             n_classes: None,
             part_dims: Vec::new(),
+            scalings: default_scalings(),
+            part_weights: None,
         })
     }
 }
@@ -239,6 +300,12 @@ impl SoftmaxParams {
     /// ([`PART_WEIGHT_FACTORS`]) are then chosen by the same cross-validation as the L2 strength.
     pub fn part_dims(mut self, dims: Vec<usize>) -> Self {
         self.0.part_dims = dims;
+        self
+    }
+    /// The feature scalings to choose from by the same cross-validation as the L2 strength (one:
+    /// that one; without cross-validation the first is used).
+    pub fn scalings(mut self, scalings: Vec<Scaling>) -> Self {
+        self.0.scalings = scalings;
         self
     }
     /// Class weighting.
@@ -289,6 +356,9 @@ impl ParamGuard for SoftmaxParams {
         }
         if p.max_iter == 0 {
             return Err(HeadError::ZeroIterations);
+        }
+        if p.scalings.is_empty() {
+            return Err(HeadError::NoScaling);
         }
         Ok(p)
     }

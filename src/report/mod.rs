@@ -465,6 +465,10 @@ fn render(b: &Bundle, report: Option<&Value>, notes: &mut Vec<String>) -> (Strin
             "L2 chosen by",
             format!("{}-fold cross-validation ({})", cv.folds, cv.criterion),
         );
+        row("feature scaling", cv.scaling.name().to_string());
+        if !cv.part_weights.is_empty() {
+            row("part weights", format!("{:?}", cv.part_weights));
+        }
     }
     row(
         "solver",

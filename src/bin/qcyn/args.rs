@@ -210,6 +210,17 @@ pub enum ClassWeightArg {
     Balanced,
 }
 
+/// `qcyn fit --scaling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScalingArg {
+    /// Try both by the cross-validation that chooses the L2 strength (lowest log loss).
+    Auto,
+    /// Each feature to unit variance (z-scores).
+    Feature,
+    /// One scale for each backbone's features, keeping their geometry.
+    Part,
+}
+
 /// `qcyn fit`.
 #[derive(Debug, Args)]
 pub struct FitArgs {
@@ -237,6 +248,10 @@ pub struct FitArgs {
     /// Cross-validation folds (reduced when a class has fewer training images).
     #[arg(long, default_value_t = 5, value_name = "K", value_parser = folds)]
     pub folds: usize,
+    /// How the head scales features: each to unit variance, one scale per backbone, or whichever
+    /// the cross-validation prefers (with one --l2 value there is none: `auto` is `feature`).
+    #[arg(long, value_enum, default_value_t = ScalingArg::Auto)]
+    pub scaling: ScalingArg,
     /// Face models: share of known faces the `unknown` threshold may reject.
     #[arg(long, default_value_t = 0.01, value_name = "RATE", value_parser = rate)]
     pub false_reject_rate: f32,
@@ -470,8 +485,9 @@ pub struct DataArgs {
 /// Which backbone and how to run it.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Backbone name (see `qcyn models`) or a manifest path ending in .toml [default: xception71
-    /// when its pretrained weights are installed, else mobilenetv2].
+    /// Backbone name (see `qcyn models`), a fusion `a+b`, or a manifest path ending in .toml
+    /// [default: xception71 when its pretrained weights are installed, else the fusion
+    /// xception+mobilenetv2; `qcyn models` marks it].
     #[arg(long, short, env = "QCYN_MODEL")]
     pub model: Option<String>,
     /// Threads for ONNX Runtime and for decoding (default and most: the number of cores).

@@ -9,7 +9,7 @@ use qcyn::dataset;
 use qcyn::dups::DupsOptions;
 use qcyn::extract::ExtractOptions;
 use qcyn::fit::{FitOptions, TrainingData};
-use qcyn::head::{ClassWeight, SoftmaxParams};
+use qcyn::head::{ClassWeight, Scaling, SoftmaxParams};
 
 use super::split::split_spec;
 use super::{face_options, find_dups, open_cache, print_json, session_options, threads, Ctx};
@@ -36,6 +36,11 @@ pub(super) fn run(ctx: &Ctx, a: args::FitArgs) -> Result<ExitCode> {
         .class_weight(match a.class_weight {
             args::ClassWeightArg::None => ClassWeight::None,
             args::ClassWeightArg::Balanced => ClassWeight::Balanced,
+        })
+        .scalings(match a.scaling {
+            args::ScalingArg::Auto => vec![Scaling::Feature, Scaling::Part],
+            args::ScalingArg::Feature => vec![Scaling::Feature],
+            args::ScalingArg::Part => vec![Scaling::Part],
         });
     if let Some(grid) = &a.l2 {
         params = params.l2_grid(grid.clone());
