@@ -71,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // opens the sessions and warms up.
     let mut pipeline = qcyn::face::pipeline(&env, &model, session)?;
     let opts = qcyn::extract::ExtractOptions {
-        batch: 16,
+        batch: Some(16),
         workers: 2,
     };
     qcyn::extract::extract(

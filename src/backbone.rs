@@ -4,6 +4,7 @@
 //! changes with it. Sessions are opened from an [`ort::environment::Environment`] that the binary
 //! (or a test) created: the library never configures ONNX Runtime's global state.
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ort::environment::Environment;
@@ -384,7 +385,8 @@ struct WholeRunner {
     model: Model,
     opts: SessionOptions,
     backbone: Option<WholeImageBackbone>,
-    images_run: u64,
+    /// Shared with the runner's replicas.
+    images_run: Arc<AtomicU64>,
     buf: Vec<f32>,
 }
 
@@ -422,12 +424,28 @@ impl Run for WholeRunner {
             }
             backbone.run(&self.buf, n)?
         };
-        self.images_run += n as u64;
+        self.images_run.fetch_add(n as u64, Ordering::Relaxed);
         Ok(crate::features::whole_image_rows(&feats, backbone.dim()))
     }
 
     fn images_run(&self) -> u64 {
-        self.images_run
+        self.images_run.load(Ordering::Relaxed)
+    }
+
+    fn replicate(&self, threads: usize) -> Option<Box<dyn Run + Send>> {
+        (self.opts.device == Device::Cpu).then(|| {
+            Box::new(WholeRunner {
+                env: self.env.clone(),
+                model: self.model.clone(),
+                opts: SessionOptions {
+                    threads,
+                    ..self.opts
+                },
+                backbone: None,
+                images_run: Arc::clone(&self.images_run),
+                buf: Vec::new(),
+            }) as Box<dyn Run + Send>
+        })
     }
 
     fn run_tensor(&mut self, batch: &[f32], n: usize) -> Option<Result<()>> {
@@ -463,7 +481,7 @@ pub fn pipeline(env: &Environment, model: &Model, opts: SessionOptions) -> Resul
             model: model.clone(),
             opts,
             backbone: None,
-            images_run: 0,
+            images_run: Arc::new(AtomicU64::new(0)),
             buf: Vec::new(),
         }),
         model: model.clone(),

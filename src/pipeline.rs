@@ -46,6 +46,14 @@ pub trait Run {
     fn run_tensor(&mut self, _batch: &[f32], _n: usize) -> Option<Result<()>> {
         None
     }
+    /// Another runner of the same backbone, with a session of its own on `threads` intra-op
+    /// threads (opened on its first batch), counting its images into this runner's
+    /// [`Run::images_run`]: `extract` runs one per core, each on its own images, which keeps every
+    /// core busy with less waiting than one session split across cores. `None` when the runner
+    /// cannot be replicated (face models, fused models as a whole, GPU sessions).
+    fn replicate(&self, _threads: usize) -> Option<Box<dyn Run + Send>> {
+        None
+    }
     /// A fused model's parts' runners, each with the cache identity of its features (`None` for
     /// a single model), so that each part's features are cached on their own.
     fn parts_mut(&mut self) -> Option<Vec<(&CacheIdentity, &mut dyn Run)>> {

@@ -1070,7 +1070,7 @@ fn orl_face_measurements() {
     )
     .unwrap();
     let opts = qcyn::extract::ExtractOptions {
-        batch: 16,
+        batch: Some(16),
         workers: 2,
     };
     let ex =

@@ -334,7 +334,7 @@ pub fn maps(
     // Each image is two inputs (photo and mirror image): half the batch keeps ONNX Runtime's
     // memory where a plain extract has it.
     let opts = ExtractOptions {
-        batch: (extract_opts.batch / 2).max(1),
+        batch: Some((extract_opts.batch.unwrap_or(crate::extract::SESSION_BATCH) / 2).max(1)),
         ..extract_opts
     };
     let extracted = extract(&mut pipeline, Some(&cache), paths, opts, reporter)?;

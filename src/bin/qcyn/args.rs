@@ -255,9 +255,10 @@ pub struct FitArgs {
     /// Face models: share of known faces the `unknown` threshold may reject.
     #[arg(long, default_value_t = 0.01, value_name = "RATE", value_parser = rate)]
     pub false_reject_rate: f32,
-    /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
-    pub batch: usize,
+    /// Images per backbone run [default: on a CPU with several threads, one session per thread,
+    /// each running 1 image at a time (measured fastest); otherwise 32].
+    #[arg(long, value_name = "N", value_parser = batch)]
+    pub batch: Option<usize>,
     #[command(flatten)]
     pub group: GroupArgs,
     #[command(flatten)]
@@ -318,9 +319,10 @@ pub struct DupsArgs {
     /// features are not used for models without one].
     #[arg(long, value_name = "C", value_parser = cosine)]
     pub min_cosine: Option<f32>,
-    /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
-    pub batch: usize,
+    /// Images per backbone run [default: on a CPU with several threads, one session per thread,
+    /// each running 1 image at a time (measured fastest); otherwise 32].
+    #[arg(long, value_name = "N", value_parser = batch)]
+    pub batch: Option<usize>,
 }
 
 /// A head `compare` can fit.
@@ -379,9 +381,10 @@ pub struct CompareArgs {
     /// Which graph of every backbone compared runs (each must have it).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
     pub precision: PrecisionArg,
-    /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
-    pub batch: usize,
+    /// Images per backbone run [default: on a CPU with several threads, one session per thread,
+    /// each running 1 image at a time (measured fastest); otherwise 32].
+    #[arg(long, value_name = "N", value_parser = batch)]
+    pub batch: Option<usize>,
     /// Also compare each model with a cut point fine-tuned in its last N block(s), as
     /// `fit --unfreeze N` trains it (default settings), on every repeat's training part:
     /// recipes named `MODEL+unfreezeN`.
@@ -404,9 +407,10 @@ pub struct RunArgs {
     /// refused, as its features differ from those the head learnt.
     #[arg(long, value_enum)]
     pub precision: Option<PrecisionArg>,
-    /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
-    pub batch: usize,
+    /// Images per backbone run [default: on a CPU with several threads, one session per thread,
+    /// each running 1 image at a time (measured fastest); otherwise 32].
+    #[arg(long, value_name = "N", value_parser = batch)]
+    pub batch: Option<usize>,
 }
 
 /// `qcyn eval`.
@@ -576,9 +580,10 @@ pub struct ExtractArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
-    /// Images per backbone run.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = batch)]
-    pub batch: usize,
+    /// Images per backbone run [default: on a CPU with several threads, one session per thread,
+    /// each running 1 image at a time (measured fastest); otherwise 32].
+    #[arg(long, value_name = "N", value_parser = batch)]
+    pub batch: Option<usize>,
 }
 
 /// `qcyn bench`.

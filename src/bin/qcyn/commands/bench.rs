@@ -20,7 +20,7 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
                 threads: a.model.threads,
                 device: a.model.device,
                 precision: None,
-                batch: 32,
+                batch: None,
             };
             let (bundle, pipeline, env) = super::bundle_and_pipeline(ctx, b, &run)?;
             (pipeline.model.clone(), Some((bundle, pipeline, env)))

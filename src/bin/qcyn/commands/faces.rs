@@ -41,7 +41,7 @@ pub(super) fn run(ctx: &Ctx, a: args::FacesArgs) -> Result<ExitCode> {
         cache.as_ref(),
         &paths,
         qcyn::extract::ExtractOptions {
-            batch: 16,
+            batch: Some(16),
             workers: threads,
         },
         &ctx.reporter,

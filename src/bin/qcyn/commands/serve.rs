@@ -45,7 +45,7 @@ pub(super) fn run(ctx: &Ctx, a: args::ServeArgs) -> Result<ExitCode> {
             top_k: a.top_k,
             unknown_threshold: a.unknown_threshold,
             extract: ExtractOptions {
-                batch: a.batch,
+                batch: Some(a.batch),
                 workers: threads,
             },
         },

@@ -29,7 +29,7 @@ pub(super) fn run(ctx: &Ctx, a: args::SplitArgs) -> Result<ExitCode> {
         let (mut pipeline, _env) = ctx.pipeline(&model, &a.model)?;
         let cache = open_cache(&a.cache, &pipeline)?;
         let extract = ExtractOptions {
-            batch: 32,
+            batch: None,
             workers: threads(&a.model),
         };
         let opts = DupsOptions::for_model(&model);
