@@ -1,9 +1,12 @@
 //! Extract: scan results → preprocess → backbone → cache, with decoding overlapped with inference.
 //!
-//! Worker threads read, hash and decode images while the calling thread runs the backbone on full
-//! batches; every finished batch is written to the cache at once, so an interrupted run loses at
-//! most the batch in flight. A cached image is never decoded, and when everything is cached the
-//! model is not even loaded.
+//! On a CPU, each worker thread owns a single-threaded session of the backbone (a "lane": see
+//! [`crate::pipeline::Run::replicate`]) and reads, hashes, decodes and runs its own images, one at
+//! a time by default; where the backbone cannot be replicated (face models, GPU sessions), the
+//! workers read, hash and decode while the calling thread runs the one session on full batches.
+//! Either way the calling thread writes every finished batch to the cache at once, so an
+//! interrupted run loses at most the batches in flight. A cached image is never decoded, and when
+//! everything is cached the model is not even loaded.
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
