@@ -30,7 +30,7 @@
 //!   protobuf for that and for [`export`]).
 //! - [`bundle`]: everything needed to predict; [`fit`] and [`eval`]: the `qcyn fit` and
 //!   `qcyn eval` workflows; [`compare`]: backbones × heads × class weights over repeated
-//!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`]: latency;
+//!   splits, with intervals; [`predict`]: labels and probabilities; [`bench`](mod@bench): latency;
 //!   [`export`]: a bundle as one ONNX file; [`serve`]: a bundle over HTTP; [`report`]: a fit's
 //!   report as one HTML page.
 //! - Shared by all: [`error`], [`atomic`], [`progress`], [`runtime`].

@@ -1,7 +1,7 @@
 //! Face mode: detect (YuNet) → align (5-point similarity) → embed (SFace).
 //!
 //! The face pipeline is one more kind of backbone: [`pipeline`] builds an
-//! [`Pipeline`](crate::pipeline::Pipeline) that turns an image into zero, one or several
+//! [`crate::pipeline::Pipeline`] that turns an image into zero, one or several
 //! [`Embedding`]s, one per face, each with its [`FaceBox`], most prominent first. `extract`, `fit`
 //! and `predict` see nothing else.
 //!
