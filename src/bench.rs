@@ -54,6 +54,35 @@ pub struct BenchResult {
     pub iterations: usize,
 }
 
+/// The `--images` through `extract`, once.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractFigure {
+    /// Images that went through the backbone.
+    pub images: usize,
+    /// Backbone sessions side by side.
+    pub sessions: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Images per second.
+    pub images_per_s: f64,
+}
+
+impl ExtractFigure {
+    /// The figure of an extraction's report.
+    pub fn of(report: &crate::extract::ExtractReport) -> ExtractFigure {
+        ExtractFigure {
+            images: report.extracted,
+            sessions: report.sessions,
+            seconds: report.seconds,
+            images_per_s: if report.seconds > 0.0 {
+                report.extracted as f64 / report.seconds
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
 /// What `bench` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -75,6 +104,9 @@ pub struct BenchReport {
     pub pipeline: Option<Vec<BenchResult>>,
     /// Where the pipeline images came from.
     pub images: Option<PathBuf>,
+    /// The images once through `extract` as it runs (no cache; one session per thread on a
+    /// CPU), sessions opened included: throughput rather than latency.
+    pub extract: Option<ExtractFigure>,
     /// Notes for people (random weights, what was measured).
     pub notes: Vec<String>,
 }

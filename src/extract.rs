@@ -106,6 +106,9 @@ pub struct ExtractReport {
     pub corrupt_recomputed: u64,
     /// Images that went through the backbone (0 when everything was cached).
     pub backbone_runs: u64,
+    /// Backbone sessions that ran side by side: one per thread on a CPU, else 1 (0 when nothing
+    /// needed the backbone).
+    pub sessions: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Images per second over the whole run.
@@ -229,6 +232,7 @@ fn fuse_parts(
         no_face: Vec::new(),
         corrupt_recomputed: parts.iter().map(|p| p.report.corrupt_recomputed).sum(),
         backbone_runs: parts.iter().map(|p| p.report.backbone_runs).sum(),
+        sessions: parts.iter().map(|p| p.report.sessions).max().unwrap_or(0),
         seconds,
         images_per_s: if seconds > 0.0 {
             paths.len() as f64 / seconds
@@ -281,6 +285,7 @@ impl Extractor<'_> {
             .then(|| (0..workers).map(|_| runner.replicate(1)).collect())
             .flatten();
         let batch_size = opts.batch_for(lanes.is_some());
+        let sessions = lanes.as_ref().map_or(1, Vec::len);
         let result: Result<()> = std::thread::scope(|scope| {
             let (tx, rx) = mpsc::sync_channel::<Msg>(batch_size.max(workers) * 2);
             let next = &next;
@@ -407,6 +412,7 @@ impl Extractor<'_> {
             skipped,
             corrupt_recomputed: cache.map_or(0, |c| c.corrupt_entries()),
             backbone_runs: runner.images_run() - runs_before,
+            sessions: if extracted > 0 { sessions } else { 0 },
             seconds,
             images_per_s: if seconds > 0.0 {
                 paths.len() as f64 / seconds
@@ -651,6 +657,7 @@ mod tests {
             assert_eq!(out.report.skipped.len(), 1);
             assert_eq!(out.report.skipped[0].path, paths[4]);
             assert_eq!((out.report.extracted, out.report.backbone_runs), (39, 39));
+            assert_eq!(out.report.sessions, 2);
             let seen = runner.seen.lock().unwrap();
             let ids: HashSet<usize> = seen.iter().map(|s| s.0).collect();
             assert!(
@@ -680,7 +687,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(out.report.backbone_runs, 39);
+        assert_eq!((out.report.backbone_runs, out.report.sessions), (39, 1));
         let seen = runner.seen.lock().unwrap();
         assert_eq!(seen.first(), Some(&(0, SESSION_BATCH)), "{seen:?}");
         assert!(seen.iter().all(|s| s.0 == 0));

@@ -548,6 +548,14 @@ fn bench_reports_latency_per_batch_size() {
             assert!(p50 > 0.0 && p95 >= p50 && ips > 0.0, "{r}");
         }
     }
+    // The images once through extract: every one run, by one session per thread.
+    let e = &json["extract"];
+    assert_eq!(e["images"], 4, "{json}");
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    assert_eq!(e["sessions"], threads, "{json}");
+    assert!(e["images_per_s"].as_f64().unwrap() > 0.0, "{json}");
 }
 
 // ---------------------------------------------------------------- the real MobileNetV2

@@ -60,6 +60,18 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         &ctx.reporter,
     )
     .context("benchmark failed")?;
+    // The images once more, as `extract` runs them.
+    let extract = if images.is_empty() {
+        None
+    } else {
+        let opts = qcyn::extract::ExtractOptions {
+            batch: None,
+            workers: threads(&a.model),
+        };
+        let out = qcyn::extract::extract(&mut pipeline, None, &images, opts, &ctx.reporter)
+            .context("benchmark failed")?;
+        Some(qcyn::bench::ExtractFigure::of(&out.report))
+    };
     let mut notes = Vec::new();
     notes.extend(random_weights_warning(&model));
     if let Some(t) = &tail {
@@ -70,7 +82,7 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
             t.blocks
         ));
     }
-    notes.push("`results`: backbone alone on prepared inputs; `pipeline`: read → decode → preprocess → backbone from files".into());
+    notes.push("`results`: backbone alone on prepared inputs; `pipeline`: read → decode → preprocess → backbone from files, one session; `extract`: the files once through extract (one session per thread on a CPU)".into());
     let report = qcyn::bench::BenchReport {
         model: model.manifest.name.clone(),
         sha256,
@@ -81,6 +93,7 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         results,
         pipeline: whole,
         images: a.images.clone(),
+        extract,
         notes,
     };
     if ctx.global.json {
@@ -115,6 +128,16 @@ pub(super) fn run(ctx: &Ctx, a: args::BenchArgs) -> Result<ExitCode> {
         table("backbone alone:", &report.results);
         if let Some(p) = &report.pipeline {
             table("read → decode → preprocess → backbone:", p);
+        }
+        if let Some(e) = &report.extract {
+            println!(
+                "extract (no cache, {} session{} side by side): {} images in {:.2} s, {:.1} images/s",
+                e.sessions,
+                if e.sessions == 1 { "" } else { "s" },
+                e.images,
+                e.seconds,
+                e.images_per_s
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
