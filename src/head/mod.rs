@@ -242,11 +242,10 @@ fn scale_of(sd: &[f32], scaling: Scaling, dims: &[usize], weights: &[f32]) -> Ve
     } else {
         (dims, weights)
     };
-    let whole_len = sd.len();
     let mut scale = sd.to_vec();
     let mut start = 0;
     for (&len, &w) in dims.iter().zip(weights) {
-        let part = &mut scale[start..(start + len).min(whole_len)];
+        let part = &mut scale[start..start + len];
         match scaling {
             Scaling::Feature => part
                 .iter_mut()
@@ -263,6 +262,17 @@ fn scale_of(sd: &[f32], scaling: Scaling, dims: &[usize], weights: &[f32]) -> Ve
         start += len;
     }
     scale
+}
+
+/// The best candidate of [`fit_grouped`]'s cross-validation so far: its pooled log loss, scale,
+/// standardised features, strength, starting point for the refit, and report.
+struct Best {
+    loss: f64,
+    scale: Vec<f32>,
+    xs: Array2<f32>,
+    l2: f32,
+    init: Vec<f32>,
+    report: CvReport,
 }
 
 /// Fits a head on features `x` (one row per sample) with labels `y` (class indices): chooses the
@@ -344,53 +354,63 @@ pub fn fit_grouped(
         .iter()
         .flat_map(|&sc| weightings.iter().map(move |w| (sc, w)))
         .collect();
+    // Each candidate's cross-validation runs once; the best one's features, strength, starting
+    // point and report are kept for the refit.
+    let standardised = |sc: Scaling, w: &[f32]| {
+        let scale = scale_of(&sd, sc, dims, w);
+        let xs = standardise(x, &mean, &scale);
+        (scale, xs)
+    };
     let mut tried = Vec::new();
-    let (mut best_scaling, mut best_weights) = (candidates[0].0, candidates[0].1.clone());
-    if cv_wanted && candidates.len() > 1 {
-        let mut best_loss = f64::INFINITY;
+    let mut best: Option<Best> = None;
+    if cv_wanted {
         for &(sc, w) in &candidates {
-            let xs = standardise(x, &mean, &scale_of(&sd, sc, dims, w));
+            let (scale, xs) = standardised(sc, w);
             let trainer = Trainer::new(&xs, y, k, params);
-            let (_, _, report) =
+            let (l2, init, mut report) =
                 cv::choose_l2(&trainer, params, &grid, (min_class, min_count), groups);
             let loss = report
                 .grid
                 .iter()
                 .map(|p| p.log_loss)
                 .fold(f64::INFINITY, f64::min);
-            if loss < best_loss {
-                best_loss = loss;
-                (best_scaling, best_weights) = (sc, w.clone());
-            }
+            let part_weights = if dims.is_empty() {
+                Vec::new()
+            } else {
+                w.clone()
+            };
             tried.push(CvCandidate {
                 scaling: sc,
-                part_weights: if dims.is_empty() {
-                    Vec::new()
-                } else {
-                    w.clone()
-                },
+                part_weights: part_weights.clone(),
                 log_loss: loss,
             });
+            if best.as_ref().is_none_or(|b| loss < b.loss) {
+                report.scaling = sc;
+                report.part_weights = part_weights;
+                best = Some(Best {
+                    loss,
+                    scale,
+                    xs,
+                    l2,
+                    init,
+                    report,
+                });
+            }
         }
     }
-    let scale = scale_of(&sd, best_scaling, dims, &best_weights);
-    let xs = standardise(x, &mean, &scale);
-
-    let trainer = Trainer::new(&xs, y, k, params);
-    let (chosen, init, cv) = if cv_wanted {
-        let (l2, init, mut report) =
-            cv::choose_l2(&trainer, params, &grid, (min_class, min_count), groups);
-        report.candidates = tried;
-        report.scaling = best_scaling;
-        report.part_weights = if dims.is_empty() {
-            Vec::new()
-        } else {
-            best_weights
-        };
-        (l2, Some(init), Some(report))
-    } else {
-        (grid[0], None, None)
+    let (scale, xs, chosen, init, cv) = match best {
+        Some(mut b) => {
+            if tried.len() > 1 {
+                b.report.candidates = tried;
+            }
+            (b.scale, b.xs, b.l2, Some(b.init), Some(b.report))
+        }
+        None => {
+            let (scale, xs) = standardised(candidates[0].0, candidates[0].1);
+            (scale, xs, grid[0], None, None)
+        }
     };
+    let trainer = Trainer::new(&xs, y, k, params);
 
     let all: Vec<usize> = (0..n).collect();
     let part = trainer.part(&all, &[]);
